@@ -1,0 +1,210 @@
+"""The delivery worker: turns due deliveries into HTTP attempts and attempts into events.
+
+What is due lives in the ``deliveries`` read model, folded from the log in the same
+transaction as each append, so the log is the outbox: a payload acknowledged with 202 is a
+pending delivery there until an outcome is recorded, across any number of restarts.
+
+Fairness: at most ``concurrency`` attempts run at once, and at most ``per_destination`` to one
+destination; a destination at its limit is left out of the next query, so one that hangs
+holds only its own slots while the others keep being served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import structlog
+
+from delivery.policy import outcome
+from delivery.sender import OutboundRequest, Sender
+from eventstore.errors import EventStoreError
+from eventstore.events import Metadata, destination_stream, encode, payload_stream
+from eventstore.records import ANY_VERSION, StreamAppend
+from eventstore.sqlite import SQLiteEventStore
+from projections import queries as q
+from projections.models import DeliveryView, DestinationView
+
+log = structlog.get_logger("delivery")
+
+IDLE_WAIT: Final = 30.0
+"""Longest sleep with nothing due; a commit or a finished attempt wakes the worker sooner."""
+
+
+BUSY_WAIT: Final = 1.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DeliveryWorker:
+    """Runs until ``stop``; every attempt it starts is awaited or cancelled before it returns."""
+
+    def __init__(
+        self,
+        store: SQLiteEventStore,
+        sender: Sender,
+        *,
+        concurrency: int = 64,
+        per_destination: int = 8,
+        grace: float = 5.0,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.sender = sender
+        self.concurrency = concurrency
+        self.per_destination = per_destination
+        self.grace = grace
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: set[tuple[str, int]] = set()
+        self._by_destination: Counter[int] = Counter()
+        store.add_listener(lambda _head: self._wake.set())
+
+    async def run(self) -> None:
+        """Dispatch due deliveries until ``stop``; then let attempts finish or cancel them."""
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                wait = await self._dispatch()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
+        finally:
+            await self._drain()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def _drain(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.grace)
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _dispatch(self) -> float | None:
+        """Start what is due and has a free slot; returns how long to sleep (None: until woken)."""
+        free = self.concurrency - len(self._tasks)
+        if free <= 0:
+            return None
+        busy = [d for d, n in self._by_destination.items() if n >= self.per_destination]
+        now = self.clock().isoformat(timespec="microseconds")
+
+        def due(conn: Any) -> tuple[list[DeliveryView], str | None]:
+            jobs = q.due_deliveries(conn, now=now, limit=self.concurrency, busy=busy)
+            return jobs, q.next_due_at(conn)
+
+        jobs, next_due = await self.store.query(due)
+        jobs = self._claimable(jobs, free)
+        if jobs:
+            await self._start(jobs)
+        if next_due is None:
+            return IDLE_WAIT
+        wait = (datetime.fromisoformat(next_due) - self.clock()).total_seconds()
+        # Due now but not started (all slots taken): a finished attempt wakes us; the short
+        # timeout is only a safety net.
+        return min(wait, IDLE_WAIT) if wait > 0 else BUSY_WAIT
+
+    def _claimable(self, jobs: Sequence[DeliveryView], free: int) -> list[DeliveryView]:
+        chosen: list[DeliveryView] = []
+        counts = Counter(self._by_destination)
+        for job in jobs:
+            key = (job.payload_id, job.destination_id)
+            if key in self._in_flight or counts[job.destination_id] >= self.per_destination:
+                continue
+            counts[job.destination_id] += 1
+            chosen.append(job)
+            if len(chosen) == free:
+                break
+        return chosen
+
+    async def _start(self, jobs: Sequence[DeliveryView]) -> None:
+        destination_ids = {job.destination_id for job in jobs}
+        destinations = await self.store.query(
+            lambda conn: {d: q.destination(conn, d) for d in destination_ids}
+        )
+        records = await self.store.read_by_position([job.payload_position for job in jobs])
+        bodies = {record.position: record.data["body"] for record in records}
+        for job in jobs:
+            destination = destinations.get(job.destination_id)
+            if destination is None or not destination.enabled:
+                continue  # deleted or disabled meanwhile: the fold marks it skipped
+            key = (job.payload_id, job.destination_id)
+            self._in_flight.add(key)
+            self._by_destination[job.destination_id] += 1
+            task = asyncio.create_task(
+                self._attempt(job, destination, bodies[job.payload_position])
+            )
+            self._tasks.add(task)
+            task.add_done_callback(functools.partial(self._finished, key))
+
+    def _finished(self, key: tuple[str, int], task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._in_flight.discard(key)
+        self._by_destination[key[1]] -= 1
+        if self._by_destination[key[1]] <= 0:
+            del self._by_destination[key[1]]
+        self._wake.set()
+
+    async def _attempt(
+        self, job: DeliveryView, destination: DestinationView, body: Mapping[str, Any]
+    ) -> None:
+        attempt = job.attempts + 1
+        bound = log.bind(
+            payload_id=job.payload_id, destination_id=job.destination_id, attempt=attempt
+        )
+        request = OutboundRequest(
+            method=destination.http_method,
+            url=destination.url,
+            headers=destination.headers,
+            body=body,
+            webhook_id=job.payload_id,
+        )
+        result = await self.sender.send(request, timestamp=int(self.clock().timestamp()))
+        on_payload, on_destination = outcome(
+            result,
+            payload_id=job.payload_id,
+            destination_id=job.destination_id,
+            attempt=attempt,
+            trigger="scheduled",
+        )
+        metadata = Metadata(actor="system", causation=job.payload_position)
+        appends = [
+            StreamAppend(
+                payload_stream(job.payload_id),
+                ANY_VERSION,
+                [encode(e, metadata) for e in on_payload],
+            )
+        ]
+        if on_destination:
+            appends.append(
+                StreamAppend(
+                    destination_stream(job.destination_id),
+                    ANY_VERSION,
+                    [encode(e, metadata) for e in on_destination],
+                )
+            )
+        try:
+            await self.store.append(appends)
+        except EventStoreError as exc:
+            # Not recorded: the delivery stays open and is attempted again (at least once).
+            bound.warning("delivery.outcome_not_recorded", error=str(exc))
+            return
+        bound.info(
+            "delivery.attempted",
+            outcome=on_payload[0].type,
+            status=result.status_code,
+            error=result.error,
+            duration_ms=round(result.duration_ms, 1),
+        )

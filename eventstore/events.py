@@ -1,0 +1,247 @@
+"""The catalogue of event types: the names and shapes are part of the contract.
+
+Each event is a frozen pydantic model with a stable ``type`` string (never an import path)
+and a ``schema_version``. The log stores ``type``, ``schema_version`` and the other fields as
+JSON; ``decode`` upcasts an old shape to the current one before validating it, so the log is
+never rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from eventstore.errors import EventDecodeError, UnknownEventType
+from eventstore.records import NewEvent, Recorded
+
+HttpMethod = Literal["GET", "POST", "PUT"]
+ErrorClass = Literal["timeout", "connect", "dns", "tls", "http", "blocked"]
+Trigger = Literal["scheduled", "manual", "recover"]
+
+
+def account_stream(account_id: int) -> str:
+    return f"account-{account_id}"
+
+
+def destination_stream(destination_id: int) -> str:
+    return f"destination-{destination_id}"
+
+
+def payload_stream(payload_id: str) -> str:
+    return f"payload-{payload_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Metadata:
+    """Who caused an event and why: ``actor`` is ``admin``, ``account:<id>`` or ``system``."""
+
+    actor: str
+    request_id: str | None = None
+    causation: int | None = None
+    """The log position of the event this one answers (a delivery outcome's payload)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"actor": self.actor, "request_id": self.request_id, "causation": self.causation}
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: ClassVar[int] = 1
+
+
+class AccountCreated(_Event):
+    type: Literal["AccountCreated"] = "AccountCreated"
+    account_id: int
+    email: str
+    account_name: str
+    website: str | None
+    token_sha256: str
+
+
+class AccountUpdated(_Event):
+    """The account's fields after the change (all of them, not only the changed ones)."""
+
+    type: Literal["AccountUpdated"] = "AccountUpdated"
+    account_id: int
+    email: str
+    account_name: str
+    website: str | None
+
+
+class AccountTokenRotated(_Event):
+    type: Literal["AccountTokenRotated"] = "AccountTokenRotated"
+    account_id: int
+    token_sha256: str
+
+
+class AccountDeleted(_Event):
+    type: Literal["AccountDeleted"] = "AccountDeleted"
+    account_id: int
+
+
+class DestinationCreated(_Event):
+    type: Literal["DestinationCreated"] = "DestinationCreated"
+    destination_id: int
+    account_id: int
+    url: str
+    http_method: HttpMethod
+    headers: dict[str, str]
+
+
+class DestinationUpdated(_Event):
+    """The destination's fields after the change (all of them)."""
+
+    type: Literal["DestinationUpdated"] = "DestinationUpdated"
+    destination_id: int
+    account_id: int
+    url: str
+    http_method: HttpMethod
+    headers: dict[str, str]
+
+
+class DestinationDisabled(_Event):
+    type: Literal["DestinationDisabled"] = "DestinationDisabled"
+    destination_id: int
+    reason: Literal["manual", "gone"]
+
+
+class DestinationEnabled(_Event):
+    type: Literal["DestinationEnabled"] = "DestinationEnabled"
+    destination_id: int
+
+
+class DestinationDeleted(_Event):
+    type: Literal["DestinationDeleted"] = "DestinationDeleted"
+    destination_id: int
+    account_id: int
+
+
+class PayloadReceived(_Event):
+    """A client's JSON object, and the destinations it fans out to, fixed at receipt."""
+
+    type: Literal["PayloadReceived"] = "PayloadReceived"
+    payload_id: str
+    account_id: int
+    body: dict[str, Any]
+    destination_ids: list[int]
+
+
+class _Attempt(_Event):
+    payload_id: str
+    destination_id: int
+    attempt: int
+    status_code: int | None
+    duration_ms: float
+    response_excerpt: str
+    trigger: Trigger
+
+
+class DeliverySucceeded(_Attempt):
+    type: Literal["DeliverySucceeded"] = "DeliverySucceeded"
+
+
+class DeliveryAttemptFailed(_Attempt):
+    """A failed attempt that will be retried at ``next_attempt_at`` (ISO 8601, UTC)."""
+
+    type: Literal["DeliveryAttemptFailed"] = "DeliveryAttemptFailed"
+    error: ErrorClass
+    next_attempt_at: str
+
+
+class DeliveryFailed(_Attempt):
+    """The last attempt failed and no retry follows; carries that attempt's details."""
+
+    type: Literal["DeliveryFailed"] = "DeliveryFailed"
+    error: ErrorClass
+
+
+class DeliveryReplayRequested(_Event):
+    type: Literal["DeliveryReplayRequested"] = "DeliveryReplayRequested"
+    payload_id: str
+    destination_ids: list[int]
+
+
+Event = Annotated[
+    AccountCreated
+    | AccountUpdated
+    | AccountTokenRotated
+    | AccountDeleted
+    | DestinationCreated
+    | DestinationUpdated
+    | DestinationDisabled
+    | DestinationEnabled
+    | DestinationDeleted
+    | PayloadReceived
+    | DeliverySucceeded
+    | DeliveryAttemptFailed
+    | DeliveryFailed
+    | DeliveryReplayRequested,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: Final[TypeAdapter[Event]] = TypeAdapter(Event)
+
+EVENT_TYPES: Final[Mapping[str, type[_Event]]] = {
+    model.model_fields["type"].default: model
+    for model in (
+        AccountCreated,
+        AccountUpdated,
+        AccountTokenRotated,
+        AccountDeleted,
+        DestinationCreated,
+        DestinationUpdated,
+        DestinationDisabled,
+        DestinationEnabled,
+        DestinationDeleted,
+        PayloadReceived,
+        DeliverySucceeded,
+        DeliveryAttemptFailed,
+        DeliveryFailed,
+        DeliveryReplayRequested,
+    )
+}
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+UPCASTERS: Final[Mapping[tuple[str, int], Upcaster]] = {}
+"""``(type, from_version) -> upcast_vN``: turns data of that version into the next one."""
+
+
+def encode(event: Event, metadata: Metadata) -> NewEvent:
+    """The event as the store appends it: its type, schema version and JSON data."""
+    data = event.model_dump(mode="json", exclude={"type"})
+    return NewEvent(
+        type=event.type,
+        data=data,
+        schema_version=event.schema_version,
+        metadata=metadata.as_dict(),
+    )
+
+
+def upcast(type_name: str, schema_version: int, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Bring stored data of any older schema version up to the current one."""
+    model = EVENT_TYPES.get(type_name)
+    if model is None:
+        raise UnknownEventType(f"unknown event type {type_name!r}")
+    current = dict(data)
+    version = schema_version
+    while version < model.schema_version:
+        step = UPCASTERS.get((type_name, version))
+        if step is None:
+            raise EventDecodeError(f"no upcaster for {type_name} v{version}")
+        current = step(current)
+        version += 1
+    return current
+
+
+def decode(record: Recorded) -> Event:
+    """The record's event at its current shape; raises ``UnknownEventType``/``EventDecodeError``."""
+    data = upcast(record.type, record.schema_version, record.data)
+    data["type"] = record.type
+    try:
+        return EVENT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise EventDecodeError(f"event at position {record.position}: {exc}") from exc

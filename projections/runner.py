@@ -1,0 +1,141 @@
+"""Keeps the read-model tables caught up with the log.
+
+At start-up every projector catches up from its checkpoint in pages of ``PAGE`` events, one
+transaction per page. From then on the projectors run as a transaction hook of the store,
+inside each append's own transaction: when ``append`` returns, the read models already show
+it, so a command handler always reads its own writes. The invariant checks run in the same
+hook, after the tables have changed, and can still refuse the append.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, Final
+
+from eventstore.events import decode
+from eventstore.records import Recorded
+from eventstore.schema import statements
+from eventstore.sqlite import SELECT_EVENTS, SQLiteEventStore, row_to_record
+from projections import invariants
+from projections.folds import ReadModel, Stamp
+from projections.tables import (
+    ACCOUNT_COLUMNS,
+    DDL,
+    DELIVERY_COLUMNS,
+    DESTINATION_COLUMNS,
+    PROJECTORS,
+    TABLES,
+    Projector,
+    account_from_row,
+    delivery_from_row,
+    destination_from_row,
+)
+
+PAGE: Final = 1000
+_END: Final = 2**63 - 1
+
+
+def create_tables(conn: sqlite3.Connection) -> None:
+    for statement in statements(DDL):
+        conn.execute(statement)
+
+
+def drop_tables(conn: sqlite3.Connection) -> None:
+    for table in TABLES:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.execute("DELETE FROM checkpoints")
+
+
+def checkpoint(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT position FROM checkpoints WHERE name = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _save_checkpoint(conn: sqlite3.Connection, name: str, position: int) -> None:
+    conn.execute(
+        "INSERT INTO checkpoints (name, position) VALUES (?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+        (name, position),
+    )
+
+
+def _apply(conn: sqlite3.Connection, projector: Projector, records: Sequence[Recorded]) -> None:
+    """Apply the records above the projector's checkpoint, then move the checkpoint."""
+    done = checkpoint(conn, projector.name)
+    for record in records:
+        if record.position > done and record.type in projector.types:
+            projector.apply(conn, decode(record), Stamp.of(record))
+    if records and records[-1].position > done:
+        _save_checkpoint(conn, projector.name, records[-1].position)
+
+
+def _read_after(conn: sqlite3.Connection, position: int, upto: int = _END) -> list[Recorded]:
+    rows = conn.execute(
+        f"{SELECT_EVENTS} WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
+        (position, upto, PAGE),
+    ).fetchall()
+    return [row_to_record(row) for row in rows]
+
+
+def catch_up_page(conn: sqlite3.Connection) -> int:
+    """Apply up to one page of events to each projector behind the log; returns how many."""
+    applied = 0
+    for projector in PROJECTORS:
+        records = _read_after(conn, checkpoint(conn, projector.name))
+        _apply(conn, projector, records)
+        applied += len(records)
+    return applied
+
+
+def on_append(conn: sqlite3.Connection, records: Sequence[Recorded]) -> None:
+    """The store's transaction hook: fold the appended records, then check the invariants."""
+    first = records[0].position
+    for projector in PROJECTORS:
+        # A projector behind the log (new, or rebuilt while serving) catches up first.
+        while (done := checkpoint(conn, projector.name)) < first - 1:
+            _apply(conn, projector, _read_after(conn, done, first - 1))
+        _apply(conn, projector, records)
+    invariants.check(conn, records)
+
+
+class Projections:
+    """The read models of one store: created, caught up, then kept current by the store."""
+
+    def __init__(self, store: SQLiteEventStore) -> None:
+        self.store = store
+
+    async def start(self) -> None:
+        """Create the tables, catch up from the checkpoints, then follow every append."""
+        await self.store.run_in_writer(create_tables)
+        while await self.store.run_in_writer(catch_up_page):
+            pass
+        self.store.add_hook(on_append)
+
+    async def rebuild(self) -> None:
+        """Drop every read model and fold the whole log again (the store must be quiet)."""
+        await self.store.run_in_writer(drop_tables)
+        await self.store.run_in_writer(create_tables)
+        while await self.store.run_in_writer(catch_up_page):
+            pass
+
+    async def snapshot(self) -> ReadModel:
+        """Every row of every read model, as an in-memory ``ReadModel``."""
+        return await self.store.query(load_read_model)
+
+
+def load_read_model(conn: sqlite3.Connection) -> ReadModel:
+    def rows(sql: str) -> list[Any]:
+        return conn.execute(sql).fetchall()
+
+    model = ReadModel()
+    for row in rows(f"SELECT {ACCOUNT_COLUMNS} FROM accounts"):
+        view = account_from_row(row)
+        model.accounts[view.id] = view
+    for row in rows(f"SELECT {DESTINATION_COLUMNS} FROM destinations"):
+        destination = destination_from_row(row)
+        model.destinations[destination.id] = destination
+    for row in rows(f"SELECT {DELIVERY_COLUMNS} FROM deliveries"):
+        delivery = delivery_from_row(row)
+        model.deliveries[(delivery.payload_id, delivery.destination_id)] = delivery
+    return model
