@@ -35,10 +35,11 @@ async def _live(request: web.Request, account_id: int) -> AccountView:
 async def create_account(request: web.Request) -> web.Response:
     fields = _fields(parse(AccountIn, await read_object(request)))
     token = new_account_token()
-    records = await request.app[COMMANDS].run(
+    commands = request.app[COMMANDS]
+    records = await commands.run(
         q.next_account_id,
-        lambda next_id: cmd.decide_create_account(
-            fields, account_id=next_id, token_sha256=token_digest(token)
+        lambda floor: cmd.decide_create_account(
+            fields, account_id=commands.ids.take("account", floor), token_sha256=token_digest(token)
         ),
         metadata(request),
     )
@@ -68,7 +69,7 @@ async def update_account(request: web.Request) -> web.Response:
     def decide(view: AccountView | None) -> list[cmd.Change]:
         if view is None:
             raise NotFound(f"account {account_id} not found")
-        merged = {**_current(view), **given}
+        merged = {**_current(view), **given} if request.method == "PATCH" else given
         return cmd.decide_update_account(view, account_id, _fields(parse(AccountIn, merged)))
 
     await request.app[COMMANDS].run(

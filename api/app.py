@@ -71,6 +71,7 @@ async def _run_delivery(app: web.Application) -> AsyncIterator[None]:
     worker = DeliveryWorker(
         app[STORE],
         sender,
+        schedule=settings.retry_schedule,
         concurrency=settings.delivery_concurrency,
         per_destination=settings.per_destination_concurrency,
     )

@@ -62,9 +62,12 @@ async def create_destination(request: web.Request) -> web.Response:
     def load(conn: sqlite3.Connection) -> tuple[AccountView | None, int]:
         return q.account(conn, fields.account_id), q.next_destination_id(conn)
 
-    records = await request.app[COMMANDS].run(
+    commands = request.app[COMMANDS]
+    records = await commands.run(
         load,
-        lambda state: cmd.decide_create_destination(state[0], fields, destination_id=state[1]),
+        lambda state: cmd.decide_create_destination(
+            state[0], fields, destination_id=commands.ids.take("destination", state[1])
+        ),
         metadata(request),
     )
     view = await _live(request, int(records[-1].data["destination_id"]))
@@ -104,7 +107,8 @@ async def update_destination(request: web.Request) -> web.Response:
         view, account = state
         if view is None:
             raise NotFound(f"destination {destination_id} not found")
-        fields = _fields(request, parse(DestinationIn, {**_current(view), **given}))
+        merged = {**_current(view), **given} if request.method == "PATCH" else given
+        fields = _fields(request, parse(DestinationIn, merged))
         return cmd.decide_update_destination(view, destination_id, account, fields)
 
     await request.app[COMMANDS].run(load, decide, metadata(request))

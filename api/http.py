@@ -17,6 +17,7 @@ SETTINGS: Final = web.AppKey("settings", Settings)
 ADMIN_TOKEN: Final = web.AppKey("admin_token", str)
 STORE: Final = web.AppKey("store", SQLiteEventStore)
 COMMANDS: Final = web.AppKey("commands", Commands)
+REQUEST_ID: Final = web.RequestKey("request_id", str)
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
@@ -81,4 +82,4 @@ def page_params(request: web.Request) -> tuple[int, int]:
 
 
 def metadata(request: web.Request, actor: str = "admin") -> Metadata:
-    return Metadata(actor=actor, request_id=request.get("request_id"))
+    return Metadata(actor=actor, request_id=request.get(REQUEST_ID))

@@ -19,7 +19,7 @@ from api.errors import (
     Unauthorized,
     Unavailable,
 )
-from api.http import ADMIN_TOKEN, SETTINGS, respond
+from api.http import ADMIN_TOKEN, REQUEST_ID, SETTINGS, respond
 from api.ids import new_request_id
 from eventstore.errors import StoreClosed
 
@@ -47,7 +47,7 @@ def _request_id(request: web.Request) -> str:
 async def context_and_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id, render every error in the one shape, log one line per request."""
     request_id = _request_id(request)
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     started = time.perf_counter()
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
@@ -80,6 +80,9 @@ def _from_aiohttp(request: web.Request, exc: web.HTTPException) -> web.Response:
         error = NotFound(f"no such path: {request.path}")
     elif exc.status == 405:
         error = MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+        response = respond(error.body(), error.error_status)
+        response.headers["Allow"] = exc.headers.get("Allow", "")
+        return response
     elif exc.status == 413:
         error = PayloadTooLarge(
             f"the body is larger than the limit of {request.app[SETTINGS].max_body_bytes} bytes"

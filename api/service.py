@@ -28,12 +28,32 @@ ATTEMPTS: Final = 10
 _RETRYABLE = (ConcurrencyError, AccountHasDestinations, DestinationsChanged)
 
 
+class IdSequence:
+    """New integer ids, past the highest in the read model and past every id this process
+    handed out, so simultaneous creates do not all race for the same id.
+
+    Ids of creations that then fail are skipped, as with a database sequence. The service is
+    the log's only writer, so a process-wide sequence suffices; the stream's ``NO_STREAM``
+    check still guards against a duplicate.
+    """
+
+    def __init__(self) -> None:
+        self._next: dict[str, int] = {}
+
+    def take(self, kind: str, floor: int) -> int:
+        """The next id of ``kind``, at least ``floor`` (one past the highest stored)."""
+        value = max(floor, self._next.get(kind, 0))
+        self._next[kind] = value + 1
+        return value
+
+
 class Commands:
     """Runs decisions against the store with optimistic concurrency."""
 
     def __init__(self, store: SQLiteEventStore, *, attempts: int = ATTEMPTS) -> None:
         self.store = store
         self.attempts = attempts
+        self.ids = IdSequence()
 
     async def run(
         self,

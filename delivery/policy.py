@@ -1,14 +1,18 @@
-"""What an attempt's result means for the delivery: pure functions, no I/O, no clock.
+"""What an attempt's result means for its delivery: pure functions, no I/O, no clock.
 
-``classify`` names the verdict; ``outcome`` turns it into the events to record.
+``classify`` names the verdict, ``next_delay`` reads the retry schedule, and ``outcome``
+turns an attempt into the events to record. Time and randomness come in as arguments.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Final, Literal
 
 from delivery.sender import AttemptResult
 from eventstore.events import (
+    DeliveryAttemptFailed,
     DeliveryFailed,
     DeliverySucceeded,
     DestinationDisabled,
@@ -16,16 +20,37 @@ from eventstore.events import (
     Trigger,
 )
 
-Verdict = Literal["delivered", "gone", "failed"]
+Verdict = Literal["delivered", "gone", "blocked", "retry"]
+
+JITTER: Final = 0.2
+"""Each delay is drawn uniformly within ±20% of its scheduled value."""
 
 
 def classify(result: AttemptResult) -> Verdict:
-    """2xx is delivered; 410 Gone means the receiver wants no more; anything else failed."""
+    """2xx is delivered; 410 Gone stops for good; the SSRF guard's refusal fails at once;
+    everything else (timeouts, connection errors, 3xx, 4xx, 5xx) is retried."""
     if result.delivered:
         return "delivered"
     if result.status_code == 410:
         return "gone"
-    return "failed"
+    if result.error == "blocked":
+        return "blocked"
+    return "retry"
+
+
+def next_delay(attempt: int, schedule: Sequence[float], rand: float) -> float | None:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based), or None when the
+    schedule is used up. ``rand`` in [0, 1) places the delay within the jitter band."""
+    if attempt > len(schedule):
+        return None
+    return schedule[attempt - 1] * (1 + JITTER * (2 * rand - 1))
+
+
+def honour_retry_after(delay: float, retry_after: float | None) -> float:
+    """A receiver's ``Retry-After`` is honoured between the scheduled delay and twice it."""
+    if retry_after is None:
+        return delay
+    return min(max(retry_after, delay), 2 * delay)
 
 
 def outcome(
@@ -35,10 +60,19 @@ def outcome(
     destination_id: int,
     attempt: int,
     trigger: Trigger,
+    schedule: Sequence[float],
+    retry_number: int,
+    rand: float,
+    now: datetime,
 ) -> tuple[list[Event], list[Event]]:
     """The events for the payload's stream and for the destination's stream.
 
-    A 410 also disables the destination, in the same append.
+    ``attempt`` numbers every attempt of the delivery; ``retry_number`` counts them since the
+    last replay, which restarts the schedule.
+
+    A failure with a retry left is ``DeliveryAttemptFailed`` with ``next_attempt_at``; the
+    last one is ``DeliveryFailed`` alone; a 410 is ``DeliveryFailed`` plus
+    ``DestinationDisabled`` in the same append.
     """
     common = {
         "payload_id": payload_id,
@@ -53,7 +87,12 @@ def outcome(
     if verdict == "delivered":
         return [DeliverySucceeded(**common)], []
     assert result.error is not None
-    failed = DeliveryFailed(**common, error=result.error)
     if verdict == "gone":
+        failed = DeliveryFailed(**common, error=result.error)
         return [failed], [DestinationDisabled(destination_id=destination_id, reason="gone")]
-    return [failed], []
+    delay = next_delay(retry_number, schedule, rand) if verdict == "retry" else None
+    if delay is None:
+        return [DeliveryFailed(**common, error=result.error)], []
+    delay = honour_retry_after(delay, result.retry_after)
+    due = (now + timedelta(seconds=delay)).isoformat(timespec="microseconds")
+    return [DeliveryAttemptFailed(**common, error=result.error, next_attempt_at=due)], []

@@ -13,6 +13,8 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Final, Literal
 
 import aiohttp
@@ -59,6 +61,8 @@ class AttemptResult:
     error: ErrorClass | None
     duration_ms: float
     response_excerpt: str
+    retry_after: float | None = None
+    """Seconds the receiver asked to wait (``Retry-After`` on a 429 or 503), if it did."""
 
     @property
     def delivered(self) -> bool:
@@ -128,18 +132,18 @@ class Sender:
             raise RuntimeError("Sender not started")
         started = time.perf_counter()
         try:
-            status, excerpt = await self._exchange(self._session, request, timestamp)
+            status, excerpt, retry_after = await self._exchange(self._session, request, timestamp)
         except Exception as exc:
             error = classify(exc)
             if error is None:
                 raise
             return AttemptResult(None, error, _elapsed_ms(started), describe(exc))
         error_class: ErrorClass | None = None if 200 <= status < 300 else "http"
-        return AttemptResult(status, error_class, _elapsed_ms(started), excerpt)
+        return AttemptResult(status, error_class, _elapsed_ms(started), excerpt, retry_after)
 
     async def _exchange(
         self, session: aiohttp.ClientSession, request: OutboundRequest, timestamp: int
-    ) -> tuple[int, str]:
+    ) -> tuple[int, str, float | None]:
         url = _target_url(request)
         if not self._allow_private:
             # aiohttp never asks the resolver about literal IP hosts
@@ -152,7 +156,27 @@ class Sender:
             data=data,
             allow_redirects=False,
         ) as response:
-            return response.status, await _read_excerpt(response)
+            retry_after = None
+            if response.status in (429, 503):
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return response.status, await _read_excerpt(response), retry_after
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds from ``now``: delta-seconds or an HTTP date; None if absent
+    or unreadable, never negative."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def classify(exc: BaseException) -> ErrorClass | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ import structlog
 from delivery.policy import outcome
 from delivery.sender import OutboundRequest, Sender
 from eventstore.errors import EventStoreError
-from eventstore.events import Metadata, destination_stream, encode, payload_stream
+from eventstore.events import Metadata, Trigger, destination_stream, encode, payload_stream
 from eventstore.records import ANY_VERSION, StreamAppend
 from eventstore.sqlite import SQLiteEventStore
 from projections import queries as q
@@ -51,18 +52,23 @@ class DeliveryWorker:
         store: SQLiteEventStore,
         sender: Sender,
         *,
+        schedule: Sequence[float],
         concurrency: int = 64,
         per_destination: int = 8,
         grace: float = 5.0,
         clock: Callable[[], datetime] = utc_now,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.store = store
         self.sender = sender
+        self.schedule = tuple(schedule)
+        self.rand = rand
         self.concurrency = concurrency
         self.per_destination = per_destination
         self.grace = grace
         self.clock = clock
         self._wake = asyncio.Event()
+        self._started_at = clock().isoformat(timespec="microseconds")
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight: set[tuple[str, int]] = set()
@@ -157,6 +163,12 @@ class DeliveryWorker:
             del self._by_destination[key[1]]
         self._wake.set()
 
+    def _trigger(self, job: DeliveryView) -> Trigger:
+        """``recover`` for a scheduled attempt that fell due before this process started."""
+        if job.next_trigger == "scheduled" and (job.next_attempt_at or "") < self._started_at:
+            return "recover"
+        return job.next_trigger
+
     async def _attempt(
         self, job: DeliveryView, destination: DestinationView, body: Mapping[str, Any]
     ) -> None:
@@ -177,7 +189,11 @@ class DeliveryWorker:
             payload_id=job.payload_id,
             destination_id=job.destination_id,
             attempt=attempt,
-            trigger="scheduled",
+            trigger=self._trigger(job),
+            schedule=self.schedule,
+            retry_number=attempt - job.schedule_base,
+            rand=self.rand(),
+            now=self.clock(),
         )
         metadata = Metadata(actor="system", causation=job.payload_position)
         appends = [

@@ -226,6 +226,12 @@ def upcast(type_name: str, schema_version: int, data: Mapping[str, Any]) -> dict
     model = EVENT_TYPES.get(type_name)
     if model is None:
         raise UnknownEventType(f"unknown event type {type_name!r}")
+    if not isinstance(data, Mapping):
+        raise EventDecodeError(f"{type_name} data is not a JSON object")
+    if schema_version > model.schema_version:
+        raise EventDecodeError(
+            f"{type_name} v{schema_version} is newer than this code (v{model.schema_version})"
+        )
     current = dict(data)
     version = schema_version
     while version < model.schema_version:

@@ -18,7 +18,12 @@ ANY_VERSION: Final = -1
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """An event about to be appended; the store assigns position, version and time."""
+    """An event about to be appended; the store assigns position, version and time.
+
+    ``data`` and ``metadata`` must be JSON-native (dicts with string keys, lists, strings,
+    numbers, booleans, None): the store does not copy them, and the ``Recorded`` that
+    ``append`` returns holds these very objects.
+    """
 
     type: str
     data: Mapping[str, Any]

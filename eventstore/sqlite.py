@@ -156,19 +156,25 @@ class SQLiteEventStore:
         conn.execute("PRAGMA query_only=ON")
 
     async def close(self) -> None:
-        """Refuse new work, commit what is queued, stop the writer, close the connections."""
+        """Refuse new work, commit what is queued, stop the writer, close the connections.
+
+        Waiters in ``wait_beyond`` and ``follow`` get ``StoreClosed``. Cancelling the caller
+        does not cancel the writer: every queued append is still committed and answered.
+        """
         self._closing = True
+        self._advanced.set()
         if self._writer_task is not None:
             self._queue.put_nowait(None)
-            await self._writer_task
+            await asyncio.shield(self._writer_task)
             self._writer_task = None
         await self._close_connections()
 
     async def _close_connections(self) -> None:
-        for conn in (self._writer, self._reader):
+        writer, reader = self._writer, self._reader
+        self._writer = self._reader = None
+        for conn in (writer, reader):
             if conn is not None:
                 await conn.close()
-        self._writer = self._reader = None
 
     # -- writing -------------------------------------------------------------------------
 
@@ -177,9 +183,11 @@ class SQLiteEventStore:
         return recorded
 
     async def run_in_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on the writer thread in its own ``BEGIN IMMEDIATE`` transaction.
+        """Run ``fn`` on the writer thread, in its own savepoint of the next batch's transaction.
 
-        It is serialized with appends. Used to create read-model tables and to catch them up.
+        It is serialized with appends; if it raises, only its own writes are undone and the
+        error (as ``StorageError`` unless it is an ``EventStoreError``) reaches this caller.
+        Used to create read-model tables and to catch them up.
         """
         result: T = await self._submit(_Job(self._future(), call=fn))
         return result
@@ -294,7 +302,8 @@ class SQLiteEventStore:
 
         For read models kept in the same file. Raises ``StorageError`` if SQLite fails.
         """
-        if self._reader is None:
+        reader = self._reader
+        if reader is None:
             raise StoreClosed("the event store is not open")
 
         def in_snapshot(conn: sqlite3.Connection) -> T:
@@ -305,8 +314,11 @@ class SQLiteEventStore:
                 conn.execute("COMMIT")
 
         try:
-            return await _on_thread(self._reader, in_snapshot)
-        except sqlite3.Error as exc:
+            return await _on_thread(reader, in_snapshot)
+        except (sqlite3.Error, ValueError) as exc:
+            # aiosqlite says ValueError when the connection closed under this read.
+            if self._reader is None:
+                raise StoreClosed("the event store closed during the read") from exc
             raise StorageError(f"read failed: {exc}") from exc
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[Recorded]:
@@ -315,10 +327,14 @@ class SQLiteEventStore:
 
     async def wait_beyond(self, position: int) -> int:
         while self._head <= position:
+            if self._closing:
+                raise StoreClosed("the event store is closed")
             await self._advanced.wait()
         return self._head
 
     async def follow(self, *, after: int = 0, page: int = 1000) -> AsyncIterator[Recorded]:
+        if page < 1:
+            raise ValueError("page must be at least 1")
         position = after
         while True:
             records = await self.read_all(after=position, limit=page)
@@ -353,8 +369,8 @@ def _insert(conn: sqlite3.Connection, appends: Sequence[StreamAppend], now: str)
                     version,
                     event.type,
                     event.schema_version,
-                    _dumps(event.data),
-                    _dumps(event.metadata),
+                    _dumps(dict(event.data)),
+                    _dumps(dict(event.metadata)),
                     now,
                 ),
             )

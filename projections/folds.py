@@ -146,16 +146,31 @@ def evolve_delivery(view: DeliveryView, event: AttemptEvent, stamp: Stamp) -> De
     )
     if isinstance(event, DeliverySucceeded):
         return replace(view, status="delivered", next_attempt_at=None, last_error=None)
+    if view.status == "skipped":
+        # The destination went away while this attempt was in flight: no retry follows.
+        return replace(view, next_attempt_at=None, last_error=event.error)
     if isinstance(event, DeliveryAttemptFailed):
         return replace(
-            view, status="retrying", next_attempt_at=event.next_attempt_at, last_error=event.error
+            view,
+            status="retrying",
+            next_attempt_at=event.next_attempt_at,
+            last_error=event.error,
+            next_trigger="scheduled",
         )
     return replace(view, status="failed", next_attempt_at=None, last_error=event.error)
 
 
 def replay_delivery(view: DeliveryView, stamp: Stamp) -> DeliveryView:
-    """A replayed delivery is due again at once; its attempt numbers continue."""
-    return replace(view, status="pending", next_attempt_at=stamp.at, updated_at=stamp.at)
+    """A replayed delivery is due again at once with a fresh retry schedule; its attempt
+    numbers continue."""
+    return replace(
+        view,
+        status="pending",
+        next_attempt_at=stamp.at,
+        updated_at=stamp.at,
+        next_trigger="manual",
+        schedule_base=view.attempts,
+    )
 
 
 def skip_delivery(view: DeliveryView, stamp: Stamp) -> DeliveryView:

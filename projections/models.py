@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from eventstore.events import HttpMethod
+from eventstore.events import HttpMethod, Trigger
 
 DeliveryStatus = Literal["pending", "retrying", "delivered", "failed", "skipped"]
 OPEN_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "retrying")
@@ -57,3 +57,7 @@ class DeliveryView:
     last_error: str | None
     received_at: str
     updated_at: str
+    next_trigger: Trigger = "scheduled"
+    """What the next attempt answers: the schedule, or an operator's replay (``manual``)."""
+    schedule_base: int = 0
+    """Attempts made before the last replay: the retry schedule restarts after them."""

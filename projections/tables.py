@@ -81,6 +81,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error       TEXT,
     received_at      TEXT    NOT NULL,
     updated_at       TEXT    NOT NULL,
+    next_trigger     TEXT    NOT NULL,
+    schedule_base    INTEGER NOT NULL,
     PRIMARY KEY (payload_id, destination_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due
@@ -100,7 +102,8 @@ DESTINATION_COLUMNS: Final = (
 )
 DELIVERY_COLUMNS: Final = (
     "payload_id, destination_id, account_id, payload_position, status, attempts, "
-    "next_attempt_at, last_status_code, last_error, received_at, updated_at"
+    "next_attempt_at, last_status_code, last_error, received_at, updated_at, next_trigger, "
+    "schedule_base"
 )
 
 
@@ -292,6 +295,8 @@ class DeliveriesProjector:
                     v.last_error,
                     v.received_at,
                     v.updated_at,
+                    v.next_trigger,
+                    v.schedule_base,
                 )
                 for v in views
             ],
