@@ -74,6 +74,7 @@ async def _run_delivery(app: web.Application) -> AsyncIterator[None]:
         schedule=settings.retry_schedule,
         concurrency=settings.delivery_concurrency,
         per_destination=settings.per_destination_concurrency,
+        grace=settings.shutdown_grace,
     )
     task = asyncio.create_task(worker.run(), name="delivery-worker")
     try:

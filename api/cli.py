@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--delivery-timeout", type=float, help="seconds per attempt (15)")
     serve.add_argument("--max-body-bytes", type=int, help="request body limit (1048576)")
     serve.add_argument("--log-format", choices=["auto", "json", "console"])
+    serve.add_argument(
+        "--shutdown-grace", type=float, help="seconds deliveries in flight get at shutdown (5)"
+    )
     return parser
 
 

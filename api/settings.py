@@ -22,6 +22,7 @@ ENVIRONMENT = {
     "delivery_timeout": "DATAPUSHER_DELIVERY_TIMEOUT",
     "max_body_bytes": "DATAPUSHER_MAX_BODY_BYTES",
     "log_format": "DATAPUSHER_LOG_FORMAT",
+    "shutdown_grace": "DATAPUSHER_SHUTDOWN_GRACE",
 }
 
 
@@ -40,6 +41,8 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     delivery_concurrency: int = Field(default=64, ge=1)
     per_destination_concurrency: int = Field(default=8, ge=1)
+    shutdown_grace: float = Field(default=5.0, ge=0)
+    """Seconds deliveries in flight get to finish at shutdown before they are left pending."""
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -92,11 +92,13 @@ class DeliveryWorker:
         self._wake.set()
 
     async def _drain(self) -> None:
+        """Give attempts in flight ``grace`` seconds; cancel the rest (they stay pending)."""
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.grace)
-        for task in self._tasks:
-            task.cancel()
         if self._tasks:
+            log.info("delivery.left_pending_at_shutdown", attempts=len(self._tasks))
+            for task in self._tasks:
+                task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _dispatch(self) -> float | None:
