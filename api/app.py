@@ -9,7 +9,7 @@ from typing import Final
 import structlog
 from aiohttp import web
 
-from api import accounts, destinations, ingest
+from api import accounts, deliveries, destinations, ingest
 from api.http import ADMIN_TOKEN, COMMANDS, SETTINGS, STORE
 from api.middleware import Handler, admin_auth, context_and_errors, public
 from api.service import Commands
@@ -24,6 +24,7 @@ log = structlog.get_logger("api")
 WORKER: Final = web.AppKey("worker", DeliveryWorker)
 
 ID: Final = r"{id:\d+}"
+PAYLOAD: Final = "{payload_id:[0-9A-Za-z]+}"
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -119,3 +120,7 @@ def _add_routes(app: web.Application) -> None:
     route(f"/api/destinations/{ID}/enable/", post=destinations.enable_destination)
     route(f"/api/destinations/{ID}/disable/", post=destinations.disable_destination)
     route("/api/data/", post=public(ingest.receive_payload))
+    route(f"/api/payloads/{PAYLOAD}/", get=deliveries.get_payload)
+    route(f"/api/payloads/{PAYLOAD}/replay/", post=deliveries.replay_payload)
+    route("/api/deliveries/", get=deliveries.list_deliveries)
+    route("/api/deliveries/replay/", post=deliveries.replay_deliveries)

@@ -7,7 +7,7 @@ A decision names the stream and the version it was decided on, so the append fai
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -17,6 +17,7 @@ from eventstore.events import (
     AccountDeleted,
     AccountTokenRotated,
     AccountUpdated,
+    DeliveryReplayRequested,
     DestinationCreated,
     DestinationDeleted,
     DestinationDisabled,
@@ -29,8 +30,8 @@ from eventstore.events import (
     destination_stream,
     payload_stream,
 )
-from eventstore.records import NO_STREAM
-from projections.models import AccountView, DestinationView
+from eventstore.records import ANY_VERSION, NO_STREAM
+from projections.models import AccountView, DeliveryView, DestinationView
 
 T = TypeVar("T")
 
@@ -204,6 +205,8 @@ def decide_receive_payload(
     body: dict[str, object],
     *,
     payload_id: str,
+    idempotency_key: str | None = None,
+    body_sha256: str | None = None,
 ) -> list[Change]:
     """The payload fans out to the account's enabled destinations, fixed now."""
     event = PayloadReceived(
@@ -211,5 +214,59 @@ def decide_receive_payload(
         account_id=account.id,
         body=body,
         destination_ids=[d.id for d in destinations if d.enabled],
+        idempotency_key=idempotency_key,
+        body_sha256=body_sha256,
     )
     return [Change(payload_stream(payload_id), NO_STREAM, [event])]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayPlan:
+    """What a replay appends, and what it leaves out and why."""
+
+    changes: list[Change]
+    replayed: int
+    skipped: list[dict[str, object]]
+
+
+def decide_replay(
+    deliveries: Sequence[DeliveryView], destinations: Mapping[int, DestinationView | None]
+) -> ReplayPlan:
+    """Deliver again to current, enabled destinations; one event per payload.
+
+    A deleted or disabled destination is skipped, and so is a delivery still pending (it is
+    about to be attempted anyway). A retrying or finished delivery is due again at once with
+    a fresh retry schedule.
+    """
+    targets: dict[str, list[int]] = {}
+    skipped: list[dict[str, object]] = []
+    for delivery in deliveries:
+        destination = destinations.get(delivery.destination_id)
+        reason = (
+            "destination_deleted"
+            if destination is None
+            else "destination_disabled"
+            if not destination.enabled
+            else "already_pending"
+            if delivery.status == "pending"
+            else None
+        )
+        if reason is None:
+            targets.setdefault(delivery.payload_id, []).append(delivery.destination_id)
+        else:
+            skipped.append(
+                {
+                    "payload_id": delivery.payload_id,
+                    "destination_id": delivery.destination_id,
+                    "reason": reason,
+                }
+            )
+    changes = [
+        Change(
+            payload_stream(payload_id),
+            ANY_VERSION,
+            [DeliveryReplayRequested(payload_id=payload_id, destination_ids=ids)],
+        )
+        for payload_id, ids in targets.items()
+    ]
+    return ReplayPlan(changes, sum(len(ids) for ids in targets.values()), skipped)

@@ -127,6 +127,9 @@ class PayloadReceived(_Event):
     account_id: int
     body: dict[str, Any]
     destination_ids: list[int]
+    idempotency_key: str | None = None
+    body_sha256: str | None = None
+    """SHA-256 of the body's canonical JSON, kept to tell a true repeat from a reused key."""
 
 
 class _Attempt(_Event):

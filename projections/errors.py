@@ -7,7 +7,8 @@ The tree::
         ├── DuplicateEmail                another live account has this email
         ├── AccountNotLive                a destination's account does not exist (any more)
         ├── AccountHasDestinations        an account is deleted while it still has destinations
-        └── DestinationsChanged           a payload names a destination that is gone or disabled
+        ├── DestinationsChanged           a payload names a destination that is gone or disabled
+        └── IdempotencyKeyTaken           the account used this Idempotency-Key in the last 24 h
     ProjectionError                       a read model cannot be built from the log
 
 Each ``InvariantViolated`` is raised on the writer thread while the append is still open, so the
@@ -46,6 +47,13 @@ class DestinationsChanged(InvariantViolated):
     def __init__(self, payload_id: str) -> None:
         super().__init__(f"payload {payload_id} names a destination that is deleted or disabled")
         self.payload_id = payload_id
+
+
+class IdempotencyKeyTaken(InvariantViolated):
+    def __init__(self, account_id: int, key: str) -> None:
+        super().__init__(f"account {account_id} already used idempotency key {key!r}")
+        self.account_id = account_id
+        self.key = key
 
 
 class ProjectionError(Exception):

@@ -2,7 +2,8 @@
 
 Optimistic concurrency guards one stream; these guard what no single stream can: a destination
 belongs to a live account, an account is deleted only with all of its destinations, and a
-payload fans out only to destinations that are live and enabled when it is recorded. (A live
+payload (or a replay) goes only to destinations that are live and enabled when it is recorded.
+The idempotency projector refuses a key reused within 24 hours in the same way. (A live
 account's email is unique through the partial unique index on ``accounts``.) They run on the
 append path only, never while folding the log, which already satisfied them when written.
 """
@@ -34,19 +35,20 @@ def check(conn: sqlite3.Connection, records: Sequence[Recorded]) -> None:
             ).fetchone()
             if orphan is not None:
                 raise AccountHasDestinations(account_id)
-        elif record.type == "PayloadReceived":
-            _check_fan_out(conn, record)
+        elif record.type in ("PayloadReceived", "DeliveryReplayRequested"):
+            _check_targets(conn, record)
 
 
-def _check_fan_out(conn: sqlite3.Connection, record: Recorded) -> None:
-    ids = [int(i) for i in record.data["destination_ids"]]
+def _check_targets(conn: sqlite3.Connection, record: Recorded) -> None:
+    """A payload, or its replay, goes only to destinations that are live and enabled."""
+    ids = {int(i) for i in record.data["destination_ids"]}
     if not ids:
         return
-    marks = ",".join("?" * len(ids))
-    (live,) = conn.execute(
-        f"SELECT count(*) FROM destinations WHERE id IN ({marks}) "
-        "AND account_id = ? AND deleted = 0 AND enabled = 1",
-        (*ids, int(record.data["account_id"])),
-    ).fetchone()
-    if live != len(set(ids)):
+    where = f"id IN ({','.join('?' * len(ids))}) AND deleted = 0 AND enabled = 1"
+    params: tuple[int, ...] = tuple(ids)
+    if "account_id" in record.data:
+        where += " AND account_id = ?"
+        params += (int(record.data["account_id"]),)
+    (live,) = conn.execute(f"SELECT count(*) FROM destinations WHERE {where}", params).fetchone()
+    if live != len(ids):
         raise DestinationsChanged(str(record.data["payload_id"]))

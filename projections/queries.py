@@ -128,3 +128,97 @@ def next_due_at(conn: sqlite3.Connection) -> str | None:
         "SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')"
     ).fetchone()
     return str(due) if due is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFilter:
+    """Which deliveries: each field narrows; ``since``/``until`` bound the receipt time
+    (ISO 8601 UTC, inclusive)."""
+
+    status: str | None = None
+    account_id: int | None = None
+    destination_id: int | None = None
+    since: str | None = None
+    until: str | None = None
+
+
+DeliveryCursor = tuple[str, int]
+"""``(payload_id, destination_id)`` of the last delivery on the previous page."""
+
+
+def deliveries_page(
+    conn: sqlite3.Connection,
+    where: DeliveryFilter,
+    *,
+    after: DeliveryCursor | None,
+    limit: int,
+) -> tuple[list[DeliveryView], DeliveryCursor | None]:
+    """A page of deliveries in receipt order (payload ids are time-ordered)."""
+    clauses: list[str] = []
+    params: list[object] = []
+    for clause, value in (
+        ("status = ?", where.status),
+        ("account_id = ?", where.account_id),
+        ("destination_id = ?", where.destination_id),
+        ("received_at >= ?", where.since),
+        ("received_at <= ?", where.until),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    if after is not None:
+        clauses.append("(payload_id, destination_id) > (?, ?)")
+        params.extend(after)
+    sql = f"SELECT {DELIVERY_COLUMNS} FROM deliveries"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    rows = conn.execute(
+        f"{sql} ORDER BY payload_id, destination_id LIMIT ?", (*params, limit + 1)
+    ).fetchall()
+    views = [delivery_from_row(row) for row in rows]
+    if len(views) <= limit:
+        return views, None
+    last = views[limit - 1]
+    return views[:limit], (last.payload_id, last.destination_id)
+
+
+def payload_deliveries(conn: sqlite3.Connection, payload_id: str) -> list[DeliveryView]:
+    rows = conn.execute(
+        f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE payload_id = ? ORDER BY destination_id",
+        (payload_id,),
+    ).fetchall()
+    return [delivery_from_row(row) for row in rows]
+
+
+def destinations_by_id(
+    conn: sqlite3.Connection, ids: Collection[int]
+) -> dict[int, DestinationView | None]:
+    """Each id's live destination, or None where it is deleted (or never existed)."""
+    return {i: destination(conn, i) for i in ids}
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    payload_id: str
+    body_sha256: str
+    received_at: str
+
+
+def idempotency_record(
+    conn: sqlite3.Connection, account_id: int, key: str
+) -> IdempotencyRecord | None:
+    """What the account's last payload with this key was, whenever it came."""
+    row = conn.execute(
+        "SELECT payload_id, body_sha256, received_at FROM idempotency_keys "
+        "WHERE account_id = ? AND key = ?",
+        (account_id, key),
+    ).fetchone()
+    return IdempotencyRecord(*row) if row else None
+
+
+def delivery(conn: sqlite3.Connection, payload_id: str, destination_id: int) -> DeliveryView | None:
+    row = conn.execute(
+        f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE payload_id = ? AND destination_id = ?",
+        (payload_id, destination_id),
+    ).fetchone()
+    return delivery_from_row(row) if row else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
 from eventstore.events import (
@@ -20,7 +21,7 @@ from eventstore.events import (
     Event,
     PayloadReceived,
 )
-from projections.errors import DuplicateEmail, ProjectionError
+from projections.errors import DuplicateEmail, IdempotencyKeyTaken, ProjectionError
 from projections.folds import (
     AccountEvent,
     AttemptEvent,
@@ -89,9 +90,22 @@ CREATE INDEX IF NOT EXISTS deliveries_due
     ON deliveries (next_attempt_at) WHERE status IN ('pending', 'retrying');
 CREATE INDEX IF NOT EXISTS deliveries_open_by_destination
     ON deliveries (destination_id) WHERE status IN ('pending', 'retrying');
+CREATE INDEX IF NOT EXISTS deliveries_by_status ON deliveries (status, payload_id);
+CREATE INDEX IF NOT EXISTS deliveries_by_account ON deliveries (account_id, payload_id);
+CREATE INDEX IF NOT EXISTS deliveries_by_destination ON deliveries (destination_id, payload_id);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    account_id  INTEGER NOT NULL,
+    key         TEXT    NOT NULL,
+    payload_id  TEXT    NOT NULL,
+    body_sha256 TEXT    NOT NULL,
+    received_at TEXT    NOT NULL,
+    PRIMARY KEY (account_id, key)
+) WITHOUT ROWID;
 """
 
-TABLES: Final = ("accounts", "destinations", "deliveries")
+IDEMPOTENCY_WINDOW: Final = timedelta(hours=24)
+
+TABLES: Final = ("accounts", "destinations", "deliveries", "idempotency_keys")
 
 ACCOUNT_COLUMNS: Final = (
     "id, email, account_name, website, token_sha256, created_at, updated_at, version, deleted"
@@ -303,8 +317,41 @@ class DeliveriesProjector:
         )
 
 
+class IdempotencyProjector:
+    """The ``Idempotency-Key`` of each payload, per account; a key is taken for 24 hours."""
+
+    name = "idempotency_keys"
+    types = frozenset({"PayloadReceived"})
+
+    def apply(self, conn: sqlite3.Connection, event: Event, stamp: Stamp) -> None:
+        assert isinstance(event, PayloadReceived)
+        if event.idempotency_key is None:
+            return
+        row = conn.execute(
+            "SELECT received_at FROM idempotency_keys WHERE account_id = ? AND key = ?",
+            (event.account_id, event.idempotency_key),
+        ).fetchone()
+        now = datetime.fromisoformat(stamp.at)
+        if row is not None and datetime.fromisoformat(row[0]) > now - IDEMPOTENCY_WINDOW:
+            raise IdempotencyKeyTaken(event.account_id, event.idempotency_key)
+        conn.execute(
+            "INSERT INTO idempotency_keys (account_id, key, payload_id, body_sha256, received_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, key) DO UPDATE SET "
+            "payload_id = excluded.payload_id, body_sha256 = excluded.body_sha256, "
+            "received_at = excluded.received_at",
+            (
+                event.account_id,
+                event.idempotency_key,
+                event.payload_id,
+                event.body_sha256 or "",
+                stamp.at,
+            ),
+        )
+
+
 PROJECTORS: Final[tuple[Projector, ...]] = (
     AccountsProjector(),
     DestinationsProjector(),
     DeliveriesProjector(),
+    IdempotencyProjector(),
 )
