@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
+from api import replay
 from api.app import create_app
 from api.logs import configure_logging
 from api.settings import Settings
@@ -38,11 +39,48 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--shutdown-grace", type=float, help="seconds deliveries in flight get at shutdown (5)"
     )
+    replayer = commands.add_parser("replay", help="replay deliveries on a running server")
+    replayer.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8000")
+    replayer.add_argument("--admin-token", help="admin token (DATAPUSHER_ADMIN_TOKEN)")
+    replayer.add_argument(
+        "--status", choices=["pending", "retrying", "delivered", "failed", "skipped"]
+    )
+    replayer.add_argument("--account", type=int, help="only this account's deliveries")
+    replayer.add_argument("--destination", type=int, help="only this destination's deliveries")
+    replayer.add_argument("--since", help="received at or after (ISO 8601)")
+    replayer.add_argument("--until", help="received at or before (ISO 8601)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "replay":
+        return _replay(args)
+    return _serve(args)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    token = args.admin_token or os.environ.get("DATAPUSHER_ADMIN_TOKEN")
+    if not token:
+        print(
+            "datapusher replay: --admin-token or DATAPUSHER_ADMIN_TOKEN is needed", file=sys.stderr
+        )
+        return 2
+    filters = replay.Filters(args.status, args.account, args.destination, args.since, args.until)
+    try:
+        summary = replay.replay(replay.Client(args.url, token), filters)
+    except replay.ReplayError as exc:
+        print(f"datapusher replay: {exc}", file=sys.stderr)
+        return 1
+    skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary.skipped.items()))
+    print(
+        f"replayed {summary.replayed} of {summary.matched} matching deliveries"
+        + (f"; skipped {skipped}" if skipped else "")
+    )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
     flags = {key: value for key, value in vars(args).items() if key != "command"}
     try:
         settings = Settings.load(flags, os.environ)
