@@ -9,6 +9,7 @@ from aiohttp import web
 
 from api import commands as cmd
 from api.errors import NotFound
+from api.history import account_as_of, as_of_position
 from api.http import COMMANDS, STORE, metadata, page_params, path_id, read_object, respond
 from api.ids import new_account_token, token_digest
 from api.schemas import AccountIn, AccountPatch, account_body, destination_body, parse
@@ -54,7 +55,12 @@ async def list_accounts(request: web.Request) -> web.Response:
 
 
 async def get_account(request: web.Request) -> web.Response:
-    return respond(account_body(await _live(request, path_id(request))))
+    """The account now, or with ``?as_of=`` as it was then (folded from its stream)."""
+    account_id = path_id(request)
+    position = await as_of_position(request)
+    if position is None:
+        return respond(account_body(await _live(request, account_id)))
+    return respond(account_body(await account_as_of(request.app[STORE], account_id, position)))
 
 
 async def update_account(request: web.Request) -> web.Response:

@@ -9,8 +9,8 @@ from typing import Final
 import structlog
 from aiohttp import web
 
-from api import accounts, deliveries, destinations, ingest
-from api.http import ADMIN_TOKEN, COMMANDS, SETTINGS, STORE
+from api import accounts, deliveries, destinations, history, ingest
+from api.http import ADMIN_TOKEN, COMMANDS, SETTINGS, SHUTTING_DOWN, STORE
 from api.middleware import Handler, admin_auth, context_and_errors, public
 from api.service import Commands
 from api.settings import Settings, resolve_admin_token
@@ -41,10 +41,16 @@ def create_app(settings: Settings) -> web.Application:
     app[ADMIN_TOKEN] = admin_token
     app[STORE] = store
     app[COMMANDS] = Commands(store)
+    app[SHUTTING_DOWN] = asyncio.Event()
+    app.on_shutdown.append(_end_live_tails)
     app.cleanup_ctx.append(_open_store)
     app.cleanup_ctx.append(_run_delivery)
     _add_routes(app)
     return app
+
+
+async def _end_live_tails(app: web.Application) -> None:
+    app[SHUTTING_DOWN].set()
 
 
 async def _open_store(app: web.Application) -> AsyncIterator[None]:
@@ -124,3 +130,6 @@ def _add_routes(app: web.Application) -> None:
     route(f"/api/payloads/{PAYLOAD}/replay/", post=deliveries.replay_payload)
     route("/api/deliveries/", get=deliveries.list_deliveries)
     route("/api/deliveries/replay/", post=deliveries.replay_deliveries)
+    route("/api/events/", get=history.list_events)
+    route("/api/events/stream/", get=history.stream_events)
+    route(f"/api/accounts/{ID}/history/", get=history.account_history)

@@ -205,8 +205,8 @@ def decide_receive_payload(
     body: dict[str, object],
     *,
     payload_id: str,
+    body_sha256: str,
     idempotency_key: str | None = None,
-    body_sha256: str | None = None,
 ) -> list[Change]:
     """The payload fans out to the account's enabled destinations, fixed now."""
     event = PayloadReceived(

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from api import commands as cmd
 from api.errors import NotFound, ValidationFailed
+from api.history import as_of_position, destination_as_of
 from api.http import (
     COMMANDS,
     SETTINGS,
@@ -86,7 +87,13 @@ async def list_destinations(request: web.Request) -> web.Response:
 
 
 async def get_destination(request: web.Request) -> web.Response:
-    return respond(destination_body(await _live(request, path_id(request))))
+    """The destination now, or with ``?as_of=`` as it was then (folded from its stream)."""
+    destination_id = path_id(request)
+    position = await as_of_position(request)
+    if position is None:
+        return respond(destination_body(await _live(request, destination_id)))
+    view = await destination_as_of(request.app[STORE], destination_id, position)
+    return respond(destination_body(view))
 
 
 async def update_destination(request: web.Request) -> web.Response:

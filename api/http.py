@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, Final
 
@@ -18,6 +19,8 @@ ADMIN_TOKEN: Final = web.AppKey("admin_token", str)
 STORE: Final = web.AppKey("store", SQLiteEventStore)
 COMMANDS: Final = web.AppKey("commands", Commands)
 REQUEST_ID: Final = web.RequestKey("request_id", str)
+SHUTTING_DOWN: Final = web.AppKey("shutting_down", asyncio.Event)
+"""Set when the server starts to shut down, so that long-lived answers (the live tail) end."""
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000

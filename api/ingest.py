@@ -7,8 +7,6 @@ same key with another body answers 409.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import sqlite3
 from datetime import UTC, datetime
@@ -20,7 +18,7 @@ from api import commands as cmd
 from api.errors import BadRequest, Conflict, Unauthorized
 from api.http import COMMANDS, STORE, metadata, read_object, respond
 from api.ids import new_payload_id, token_digest
-from eventstore.events import payload_stream
+from eventstore.events import body_digest, payload_stream
 from projections import queries as q
 from projections.errors import IdempotencyKeyTaken
 from projections.models import AccountView, DestinationView
@@ -33,12 +31,6 @@ _KEY: Final = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 def _accepted(payload_id: str, destinations: int) -> dict[str, Any]:
     return {"status": "accepted", "payload_id": payload_id, "destinations": destinations}
-
-
-def body_digest(body: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON: key order and spacing do not make a body different."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 async def _authenticate(request: web.Request) -> AccountView:
@@ -83,8 +75,8 @@ async def receive_payload(request: web.Request) -> web.Response:
     account = await _authenticate(request)
     key = _idempotency_key(request)
     body = await read_object(request)
-    digest = body_digest(body) if key is not None else None
-    if key is not None and digest is not None:
+    digest = body_digest(body)
+    if key is not None:
         earlier = await _earlier_answer(request, account, key, digest)
         if earlier is not None:
             return earlier
@@ -110,7 +102,6 @@ async def receive_payload(request: web.Request) -> web.Response:
     except IdempotencyKeyTaken:
         # A simultaneous request with the same key was recorded first: answer as its repeat.
         assert key is not None
-        assert digest is not None
         repeat = await _earlier_answer(request, account, key, digest)
         assert repeat is not None
         return repeat

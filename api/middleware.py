@@ -63,7 +63,8 @@ async def context_and_errors(request: web.Request, handler: Handler) -> web.Stre
             log.exception("request.failed", method=request.method, path=request.path)
             error = InternalError("internal error")
             response = respond(error.body(), error.error_status)
-        response.headers["X-Request-ID"] = request_id
+        if not response.prepared:  # a streamed answer set its headers itself
+            response.headers["X-Request-ID"] = request_id
         log.info(
             "request.handled",
             method=request.method,

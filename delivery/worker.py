@@ -197,7 +197,7 @@ class DeliveryWorker:
             rand=self.rand(),
             now=self.clock(),
         )
-        metadata = Metadata(actor="system", causation=job.payload_position)
+        metadata = Metadata(actor="system", causation=job.caused_by)
         appends = [
             StreamAppend(
                 payload_stream(job.payload_id),

@@ -8,6 +8,8 @@ never rewritten.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Final, Literal
@@ -120,16 +122,21 @@ class DestinationDeleted(_Event):
 
 
 class PayloadReceived(_Event):
-    """A client's JSON object, and the destinations it fans out to, fixed at receipt."""
+    """A client's JSON object, and the destinations it fans out to, fixed at receipt.
 
+    v2 added ``body_sha256`` (the SHA-256 of the body's canonical JSON: auditors can check a
+    body against it, and an ``Idempotency-Key`` repeat is told from a reused key by it) and
+    ``idempotency_key``; ``upcast_payload_received_v1`` fills both in for v1 rows.
+    """
+
+    schema_version: ClassVar[int] = 2
     type: Literal["PayloadReceived"] = "PayloadReceived"
     payload_id: str
     account_id: int
     body: dict[str, Any]
     destination_ids: list[int]
-    idempotency_key: str | None = None
-    body_sha256: str | None = None
-    """SHA-256 of the body's canonical JSON, kept to tell a true repeat from a reused key."""
+    body_sha256: str
+    idempotency_key: str | None
 
 
 class _Attempt(_Event):
@@ -207,9 +214,22 @@ EVENT_TYPES: Final[Mapping[str, type[_Event]]] = {
     )
 }
 
+def body_digest(body: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``body``: sorted keys, no spaces, UTF-8."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def upcast_payload_received_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2: the body's digest is computed from the body; v1 had no idempotency key."""
+    return {**data, "body_sha256": body_digest(data["body"]), "idempotency_key": None}
+
+
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
-UPCASTERS: Final[Mapping[tuple[str, int], Upcaster]] = {}
+UPCASTERS: Final[Mapping[tuple[str, int], Upcaster]] = {
+    ("PayloadReceived", 1): upcast_payload_received_v1,
+}
 """``(type, from_version) -> upcast_vN``: turns data of that version into the next one."""
 
 

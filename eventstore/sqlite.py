@@ -278,10 +278,38 @@ class SQLiteEventStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[Recorded]:
+    async def read_all(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        streams: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        until: int | None = None,
+    ) -> list[Recorded]:
+        where = "position > ?"
+        params: list[Any] = [after]
+        if until is not None:
+            where += " AND position <= ?"
+            params.append(until)
+        for column, values in (("stream", streams), ("type", types)):
+            if values is not None:
+                where += f" AND {column} IN ({','.join('?' * len(values))})"
+                params.extend(values)
         return await self._read(
-            f"{SELECT_EVENTS} WHERE position > ? ORDER BY position LIMIT ?", (after, limit)
+            f"{SELECT_EVENTS} WHERE {where} ORDER BY position LIMIT ?", (*params, max(limit, 0))
         )
+
+    async def position_at(self, instant: str) -> int:
+        """The last position recorded at or before ``instant`` (ISO 8601 UTC), 0 if none."""
+
+        def last(conn: sqlite3.Connection) -> int:
+            (found,) = conn.execute(
+                "SELECT coalesce(max(position), 0) FROM events WHERE recorded_at <= ?", (instant,)
+            ).fetchone()
+            return int(found)
+
+        return await self.query(last)
 
     async def read_stream(self, stream: str, *, after_version: int = 0) -> list[Recorded]:
         return await self._read(

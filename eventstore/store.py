@@ -30,8 +30,21 @@ class EventStore(Protocol):
         """
         ...
 
-    async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[Recorded]:
-        """Up to ``limit`` events with position greater than ``after``, in log order."""
+    async def read_all(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        streams: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        until: int | None = None,
+    ) -> list[Recorded]:
+        """Up to ``limit`` events with position greater than ``after`` (and at most ``until``),
+        in log order; only of the given streams and types when those are given."""
+        ...
+
+    async def position_at(self, instant: str) -> int:
+        """The last position recorded at or before ``instant`` (ISO 8601 UTC), 0 if none."""
         ...
 
     async def read_stream(self, stream: str, *, after_version: int = 0) -> list[Recorded]:

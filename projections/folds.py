@@ -131,6 +131,7 @@ def deliveries_of(event: PayloadReceived, stamp: Stamp) -> list[DeliveryView]:
             last_error=None,
             received_at=stamp.at,
             updated_at=stamp.at,
+            caused_by=stamp.position,
         )
         for destination_id in event.destination_ids
     ]
@@ -170,6 +171,7 @@ def replay_delivery(view: DeliveryView, stamp: Stamp) -> DeliveryView:
         updated_at=stamp.at,
         next_trigger="manual",
         schedule_base=view.attempts,
+        caused_by=stamp.position,
     )
 
 

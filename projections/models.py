@@ -61,3 +61,5 @@ class DeliveryView:
     """What the next attempt answers: the schedule, or an operator's replay (``manual``)."""
     schedule_base: int = 0
     """Attempts made before the last replay: the retry schedule restarts after them."""
+    caused_by: int = 0
+    """Log position of what the next attempt answers: the payload, or the replay request."""

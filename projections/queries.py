@@ -222,3 +222,11 @@ def delivery(conn: sqlite3.Connection, payload_id: str, destination_id: int) -> 
         (payload_id, destination_id),
     ).fetchone()
     return delivery_from_row(row) if row else None
+
+
+def destination_ids_ever(conn: sqlite3.Connection, account_id: int) -> list[int]:
+    """Every destination the account owns or owned before deleting it, by id."""
+    rows = conn.execute(
+        "SELECT id FROM destinations WHERE account_id = ? ORDER BY id", (account_id,)
+    ).fetchall()
+    return [int(row[0]) for row in rows]

@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at       TEXT    NOT NULL,
     next_trigger     TEXT    NOT NULL,
     schedule_base    INTEGER NOT NULL,
+    caused_by        INTEGER NOT NULL,
     PRIMARY KEY (payload_id, destination_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due
@@ -117,7 +118,7 @@ DESTINATION_COLUMNS: Final = (
 DELIVERY_COLUMNS: Final = (
     "payload_id, destination_id, account_id, payload_position, status, attempts, "
     "next_attempt_at, last_status_code, last_error, received_at, updated_at, next_trigger, "
-    "schedule_base"
+    "schedule_base, caused_by"
 )
 
 
@@ -311,6 +312,7 @@ class DeliveriesProjector:
                     v.updated_at,
                     v.next_trigger,
                     v.schedule_base,
+                    v.caused_by,
                 )
                 for v in views
             ],

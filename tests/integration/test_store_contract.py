@@ -803,6 +803,8 @@ EXAMPLES: tuple[events.Event, ...] = (
         account_id=1,
         body={"text": "héllo", "nested": {"list": [1, 2.5, None, True]}},
         destination_ids=[2, 3],
+        body_sha256="0" * 64,
+        idempotency_key="retry-1",
     ),
     events.DeliverySucceeded(**ATTEMPT, status_code=200, trigger="scheduled"),
     events.DeliveryAttemptFailed(

@@ -99,7 +99,11 @@ def test_disabling_twice_records_once() -> None:
 def test_payload_fans_out_to_enabled_destinations_only() -> None:
     """A disabled destination is left out of the payload's destination_ids."""
     [change] = cmd.decide_receive_payload(
-        ACCOUNT, [destination(1), destination(2, enabled=False)], {"k": 1}, payload_id="P"
+        ACCOUNT,
+        [destination(1), destination(2, enabled=False)],
+        {"k": 1},
+        payload_id="P",
+        body_sha256="0" * 64,
     )
     event = change.events[0]
     assert isinstance(event, PayloadReceived)

@@ -95,7 +95,14 @@ def _model_with_payload() -> ReadModel:
             stamp(1 + destination_id),
         )
     model.apply(
-        PayloadReceived(payload_id="P", account_id=7, body={"k": 1}, destination_ids=[1, 2]),
+        PayloadReceived(
+            payload_id="P",
+            account_id=7,
+            body={"k": 1},
+            destination_ids=[1, 2],
+            body_sha256="0" * 64,
+            idempotency_key=None,
+        ),
         stamp(10),
     )
     return model
