@@ -164,3 +164,53 @@ async def log_unchanged(client: Client) -> AsyncIterator[None]:
     yield
     assert store.head == head
     assert len(await log_of(client)) == before
+
+
+# -- deliveries, replay and audit ----------------------------------------------------------
+
+
+async def account_with_destination(
+    client: Client,
+    url: str,
+    *,
+    http_method: str = "POST",
+    headers: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A new account and one destination of it at ``url``; returns both 201 bodies."""
+    account = await create_account(client)
+    destination = await create_destination(
+        client, account["id"], url, http_method=http_method, headers=headers
+    )
+    return account, destination
+
+
+async def payload_view(client: Client, payload_id: str) -> dict[str, Any]:
+    """``GET /api/payloads/{id}/`` as the admin; returns the 200 body."""
+    view: dict[str, Any] = await expect(
+        await client.get(f"/api/payloads/{payload_id}/", headers=ADMIN), 200
+    )
+    return view
+
+
+def delivery_in(view: Mapping[str, Any], destination_id: int) -> dict[str, Any]:
+    """The delivery to ``destination_id`` in a payload view (exactly one must exist)."""
+    [found] = [d for d in view["deliveries"] if d["destination_id"] == destination_id]
+    return dict(found)
+
+
+async def replay_payload(
+    client: Client, payload_id: str, body: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``POST /api/payloads/{id}/replay/`` as the admin; returns the 202 body."""
+    response = await client.post(
+        f"/api/payloads/{payload_id}/replay/",
+        json=None if body is None else dict(body),
+        headers=ADMIN,
+    )
+    answer: dict[str, Any] = await expect(response, 202)
+    return answer
+
+
+def steps(records: Sequence[Recorded]) -> list[tuple[str, int]]:
+    """Each delivery outcome as ``(type, attempt)``, in log order."""
+    return [(r.type, int(r.data["attempt"])) for r in records if r.type in OUTCOMES]
