@@ -6,12 +6,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
-from api import replay
+from api import audit, replay
 from api.app import create_app
 from api.logs import configure_logging
 from api.settings import Settings
@@ -49,6 +50,28 @@ def _parser() -> argparse.ArgumentParser:
     replayer.add_argument("--destination", type=int, help="only this destination's deliveries")
     replayer.add_argument("--since", help="received at or after (ISO 8601)")
     replayer.add_argument("--until", help="received at or before (ISO 8601)")
+    rebuilder = commands.add_parser(
+        "rebuild",
+        help="rebuild every read model from the log and check it (offline: stop the server)",
+        description=audit.REBUILD_HELP,
+    )
+    rebuilder.add_argument("--db", required=True, type=Path, help="the SQLite file of the log")
+    lister = commands.add_parser(
+        "events", help="print the log, one event a line (read-only)", description=audit.EVENTS_HELP
+    )
+    lister.add_argument("--db", required=True, type=Path, help="the SQLite file of the log")
+    lister.add_argument(
+        "--follow",
+        action="store_true",
+        help="then print new events as they are committed (polls every 0.5 s) until Ctrl-C",
+    )
+    lister.add_argument("--after", type=int, default=0, metavar="N", help="after position N")
+    lister.add_argument(
+        "--type", action="append", default=[], metavar="T", help="only this type (repeatable)"
+    )
+    lister.add_argument(
+        "--stream", action="append", default=[], metavar="S", help="only this stream (repeatable)"
+    )
     return parser
 
 
@@ -56,6 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "replay":
         return _replay(args)
+    if args.command == "rebuild":
+        return audit.rebuild_command(args.db)
+    if args.command == "events":
+        return audit.events_command(
+            args.db, after=args.after, types=args.type, streams=args.stream, follow=args.follow
+        )
     return _serve(args)
 
 

@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, TextIO
 
+from api.progress import ProgressBar
+
 PAGE: Final = 200
-BAR_WIDTH: Final = 30
 
 
 class ReplayError(Exception):
@@ -108,29 +109,3 @@ def replay(client: Client, filters: Filters, *, out: TextIO | None = None) -> Su
         if after is None:
             bar.finish()
             return summary
-
-
-class ProgressBar:
-    """One line redrawn in place on a terminal; a line per tenth of the way otherwise."""
-
-    def __init__(self, total: int, out: TextIO) -> None:
-        self.total = total
-        self.out = out
-        self.tty = out.isatty()
-        self._last_tenth = -1
-
-    def show(self, done: int) -> None:
-        fraction = min(done / self.total, 1.0) if self.total else 1.0
-        filled = int(BAR_WIDTH * fraction)
-        line = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{self.total}"
-        if self.tty:
-            self.out.write("\r" + line)
-        elif int(fraction * 10) != self._last_tenth:
-            self._last_tenth = int(fraction * 10)
-            self.out.write(line + "\n")
-        self.out.flush()
-
-    def finish(self) -> None:
-        if self.tty:
-            self.out.write("\n")
-            self.out.flush()

@@ -214,6 +214,7 @@ EVENT_TYPES: Final[Mapping[str, type[_Event]]] = {
     )
 }
 
+
 def body_digest(body: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the canonical JSON of ``body``: sorted keys, no spaces, UTF-8."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
