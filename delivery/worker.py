@@ -72,6 +72,9 @@ class DeliveryWorker:
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight: set[tuple[str, int]] = set()
+        # Outcomes recorded, by the log position that recorded them: a due-query whose
+        # snapshot is older still shows those deliveries as due, and must not restart them.
+        self._settled: dict[tuple[str, int], int] = {}
         self._by_destination: Counter[int] = Counter()
         store.add_listener(lambda _head: self._wake.set())
 
@@ -109,11 +112,12 @@ class DeliveryWorker:
         busy = [d for d, n in self._by_destination.items() if n >= self.per_destination]
         now = self.clock().isoformat(timespec="microseconds")
 
-        def due(conn: Any) -> tuple[list[DeliveryView], str | None]:
+        def due(conn: Any) -> tuple[list[DeliveryView], str | None, int]:
             jobs = q.due_deliveries(conn, now=now, limit=self.concurrency, busy=busy)
-            return jobs, q.next_due_at(conn)
+            return jobs, q.next_due_at(conn), q.log_head(conn)
 
-        jobs, next_due = await self.store.query(due)
+        jobs, next_due, snapshot = await self.store.query(due)
+        self._settled = {k: at for k, at in self._settled.items() if at > snapshot}
         jobs = self._claimable(jobs, free)
         if jobs:
             await self._start(jobs)
@@ -129,7 +133,11 @@ class DeliveryWorker:
         counts = Counter(self._by_destination)
         for job in jobs:
             key = (job.payload_id, job.destination_id)
-            if key in self._in_flight or counts[job.destination_id] >= self.per_destination:
+            if (
+                key in self._in_flight
+                or key in self._settled
+                or counts[job.destination_id] >= self.per_destination
+            ):
                 continue
             counts[job.destination_id] += 1
             chosen.append(job)
@@ -214,11 +222,12 @@ class DeliveryWorker:
                 )
             )
         try:
-            await self.store.append(appends)
+            recorded = await self.store.append(appends)
         except EventStoreError as exc:
             # Not recorded: the delivery stays open and is attempted again (at least once).
             bound.warning("delivery.outcome_not_recorded", error=str(exc))
             return
+        self._settled[(job.payload_id, job.destination_id)] = recorded[-1].position
         bound.info(
             "delivery.attempted",
             outcome=on_payload[0].type,

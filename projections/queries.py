@@ -230,3 +230,9 @@ def destination_ids_ever(conn: sqlite3.Connection, account_id: int) -> list[int]
         "SELECT id FROM destinations WHERE account_id = ? ORDER BY id", (account_id,)
     ).fetchall()
     return [int(row[0]) for row in rows]
+
+
+def log_head(conn: sqlite3.Connection) -> int:
+    """The last position of the log in this snapshot."""
+    (head,) = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
+    return int(head)

@@ -13,10 +13,10 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Final
 
-from eventstore.events import decode
+from eventstore.events import Event, decode, decode_json
 from eventstore.records import Recorded
 from eventstore.schema import statements
-from eventstore.sqlite import SELECT_EVENTS, SQLiteEventStore, row_to_record
+from eventstore.sqlite import SQLiteEventStore
 from projections import invariants
 from projections.folds import ReadModel, Stamp
 from projections.tables import (
@@ -60,32 +60,53 @@ def _save_checkpoint(conn: sqlite3.Connection, name: str, position: int) -> None
     )
 
 
-def _apply(conn: sqlite3.Connection, projector: Projector, records: Sequence[Recorded]) -> None:
-    """Apply the records above the projector's checkpoint, then move the checkpoint."""
+Folded = tuple[int, str, Event, Stamp]
+"""A log entry ready to fold: position, type, event, stamp."""
+
+
+def _decoded(records: Sequence[Recorded]) -> list[Folded]:
+    """Each record with its event and stamp, decoded once for every projector."""
+    return [(r.position, r.type, decode(r), Stamp.of(r)) for r in records]
+
+
+def _apply(conn: sqlite3.Connection, projector: Projector, batch: Sequence[Folded]) -> None:
+    """Apply the events above the projector's checkpoint, then move the checkpoint."""
     done = checkpoint(conn, projector.name)
-    for record in records:
-        if record.position > done and record.type in projector.types:
-            projector.apply(conn, decode(record), Stamp.of(record))
-    if records and records[-1].position > done:
-        _save_checkpoint(conn, projector.name, records[-1].position)
+    changes = [
+        (event, stamp)
+        for position, kind, event, stamp in batch
+        if position > done and kind in projector.types
+    ]
+    if changes:
+        projector.apply(conn, changes)
+    if batch and batch[-1][0] > done:
+        _save_checkpoint(conn, projector.name, batch[-1][0])
 
 
-def _read_after(conn: sqlite3.Connection, position: int, upto: int = _END) -> list[Recorded]:
+def _read_after(conn: sqlite3.Connection, position: int, upto: int = _END) -> list[Folded]:
+    """The next page of the log, decoded straight from its JSON (metadata is not needed)."""
     rows = conn.execute(
-        f"{SELECT_EVENTS} WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
+        "SELECT position, version, type, schema_version, data, recorded_at FROM events "
+        "WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
         (position, upto, PAGE),
     ).fetchall()
-    return [row_to_record(row) for row in rows]
+    return [
+        (at, kind, decode_json(kind, schema, data), Stamp(at, version, recorded_at))
+        for at, version, kind, schema, data, recorded_at in rows
+    ]
 
 
 def catch_up_page(conn: sqlite3.Connection) -> int:
-    """Apply up to one page of events to each projector behind the log; returns how many."""
-    applied = 0
+    """Apply the next page of the log to every projector behind it; returns the page's size.
+
+    The page starts after the lowest checkpoint and is read and decoded once; each projector
+    skips what it already has.
+    """
+    start = min(checkpoint(conn, projector.name) for projector in PROJECTORS)
+    batch = _read_after(conn, start)
     for projector in PROJECTORS:
-        records = _read_after(conn, checkpoint(conn, projector.name))
-        _apply(conn, projector, records)
-        applied += len(records)
-    return applied
+        _apply(conn, projector, batch)
+    return len(batch)
 
 
 def on_append(conn: sqlite3.Connection, records: Sequence[Recorded]) -> None:
@@ -95,7 +116,9 @@ def on_append(conn: sqlite3.Connection, records: Sequence[Recorded]) -> None:
         # A projector behind the log (new, or rebuilt while serving) catches up first.
         while (done := checkpoint(conn, projector.name)) < first - 1:
             _apply(conn, projector, _read_after(conn, done, first - 1))
-        _apply(conn, projector, records)
+    batch = _decoded(records)
+    for projector in PROJECTORS:
+        _apply(conn, projector, batch)
     invariants.check(conn, records)
 
 

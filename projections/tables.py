@@ -172,22 +172,36 @@ _UPSERT_DESTINATION: Final = _upsert("destinations", DESTINATION_COLUMNS, "id")
 _UPSERT_DELIVERY: Final = _upsert("deliveries", DELIVERY_COLUMNS, "payload_id, destination_id")
 
 
+Change = tuple[Event, Stamp]
+
+
 class Projector(Protocol):
     """Keeps some tables equal to the log folded up to its checkpoint."""
 
     name: str
     types: frozenset[str]
 
-    def apply(self, conn: sqlite3.Connection, event: Event, stamp: Stamp) -> None:
-        """Apply one event (of one of ``types``) to the tables, in the caller's transaction."""
+    def apply(self, conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
+        """Apply events (each of one of ``types``, in log order) in the caller's transaction."""
         ...
 
 
-class AccountsProjector:
+class _OneByOne:
+    """A projector whose events are rare: each is applied on its own."""
+
+    def apply(self, conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
+        for event, stamp in changes:
+            self.apply_one(conn, event, stamp)
+
+    def apply_one(self, conn: sqlite3.Connection, event: Event, stamp: Stamp) -> None:
+        raise NotImplementedError
+
+
+class AccountsProjector(_OneByOne):
     name = "accounts"
     types = frozenset({"AccountCreated", "AccountUpdated", "AccountTokenRotated", "AccountDeleted"})
 
-    def apply(self, conn: sqlite3.Connection, event: Event, stamp: Stamp) -> None:
+    def apply_one(self, conn: sqlite3.Connection, event: Event, stamp: Stamp) -> None:
         assert isinstance(event, AccountEvent)
         row = conn.execute(
             f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (event.account_id,)
@@ -212,7 +226,7 @@ class AccountsProjector:
             raise DuplicateEmail(view.email) from exc
 
 
-class DestinationsProjector:
+class DestinationsProjector(_OneByOne):
     name = "destinations"
     types = frozenset(
         {
@@ -224,7 +238,7 @@ class DestinationsProjector:
         }
     )
 
-    def apply(self, conn: sqlite3.Connection, event: Event, stamp: Stamp) -> None:
+    def apply_one(self, conn: sqlite3.Connection, event: Event, stamp: Stamp) -> None:
         assert isinstance(event, DestinationEvent)
         row = conn.execute(
             f"SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = ?",
@@ -265,24 +279,41 @@ class DeliveriesProjector:
         }
     )
 
-    def apply(self, conn: sqlite3.Connection, event: Event, stamp: Stamp) -> None:
-        if isinstance(event, PayloadReceived):
-            self._save(conn, deliveries_of(event, stamp))
-        elif isinstance(event, DeliveryReplayRequested):
-            for destination_id in event.destination_ids:
-                view = self._load(conn, event.payload_id, destination_id)
-                self._save(conn, [replay_delivery(view, stamp)])
-        elif isinstance(event, DestinationDisabled | DestinationDeleted):
-            # The set-based form of folds.skip_delivery: one statement, whatever the backlog.
-            conn.execute(
-                "UPDATE deliveries SET status = 'skipped', next_attempt_at = NULL, "
-                "updated_at = ? WHERE destination_id = ? AND status IN ('pending', 'retrying')",
-                (stamp.at, event.destination_id),
-            )
-        else:
-            assert isinstance(event, AttemptEvent)
-            view = self._load(conn, event.payload_id, event.destination_id)
-            self._save(conn, [evolve_delivery(view, event, stamp)])
+    def apply(self, conn: sqlite3.Connection, changes: Sequence[Change]) -> None:
+        """A unit of work: rows are read at most once and written once, at the end."""
+        work: dict[tuple[str, int], DeliveryView] = {}
+
+        def current(payload_id: str, destination_id: int) -> DeliveryView:
+            key = (payload_id, destination_id)
+            view = work.get(key)
+            return view if view is not None else self._load(conn, *key)
+
+        for event, stamp in changes:
+            if isinstance(event, PayloadReceived):
+                for view in deliveries_of(event, stamp):
+                    work[(view.payload_id, view.destination_id)] = view
+            elif isinstance(event, DeliveryReplayRequested):
+                for destination_id in event.destination_ids:
+                    view = replay_delivery(current(event.payload_id, destination_id), stamp)
+                    work[(event.payload_id, destination_id)] = view
+            elif isinstance(event, DestinationDisabled | DestinationDeleted):
+                # The set-based form of folds.skip_delivery: one statement, whatever the
+                # backlog; what this unit holds is written first so the statement sees it.
+                self._save(conn, list(work.values()))
+                work.clear()
+                conn.execute(
+                    "UPDATE deliveries SET status = 'skipped', next_attempt_at = NULL, "
+                    "updated_at = ? WHERE destination_id = ? "
+                    "AND status IN ('pending', 'retrying')",
+                    (stamp.at, event.destination_id),
+                )
+            else:
+                assert isinstance(event, AttemptEvent)
+                view = evolve_delivery(
+                    current(event.payload_id, event.destination_id), event, stamp
+                )
+                work[(event.payload_id, event.destination_id)] = view
+        self._save(conn, list(work.values()))
 
     def _load(self, conn: sqlite3.Connection, payload_id: str, destination_id: int) -> DeliveryView:
         row = conn.execute(
@@ -319,13 +350,13 @@ class DeliveriesProjector:
         )
 
 
-class IdempotencyProjector:
+class IdempotencyProjector(_OneByOne):
     """The ``Idempotency-Key`` of each payload, per account; a key is taken for 24 hours."""
 
     name = "idempotency_keys"
     types = frozenset({"PayloadReceived"})
 
-    def apply(self, conn: sqlite3.Connection, event: Event, stamp: Stamp) -> None:
+    def apply_one(self, conn: sqlite3.Connection, event: Event, stamp: Stamp) -> None:
         assert isinstance(event, PayloadReceived)
         if event.idempotency_key is None:
             return
