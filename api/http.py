@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Final
 
 from aiohttp import web
@@ -11,6 +10,7 @@ from aiohttp import web
 from api.errors import BadRequest, PayloadTooLarge, ValidationFailed
 from api.service import Commands
 from api.settings import Settings
+from eventstore import codec
 from eventstore.events import Metadata
 from eventstore.sqlite import SQLiteEventStore
 
@@ -27,11 +27,7 @@ MAX_LIMIT: Final = 1000
 
 
 def respond(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
-        status=status,
-        content_type="application/json",
-    )
+    return web.Response(body=codec.dump_bytes(body), status=status, content_type="application/json")
 
 
 async def read_object(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
@@ -48,8 +44,8 @@ async def read_object(request: web.Request, *, optional: bool = False) -> dict[s
     if optional and not raw.strip():
         return {}
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = codec.loads(raw)
+    except ValueError as exc:
         raise BadRequest("the body is not valid JSON") from exc
     if not isinstance(value, dict):
         raise BadRequest("the body must be a JSON object")

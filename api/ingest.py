@@ -33,15 +33,21 @@ def _accepted(payload_id: str, destinations: int) -> dict[str, Any]:
     return {"status": "accepted", "payload_id": payload_id, "destinations": destinations}
 
 
-async def _authenticate(request: web.Request) -> AccountView:
+async def _authenticate(request: web.Request) -> tuple[AccountView, list[DestinationView]]:
+    """The token's account and its destinations, read in one go."""
     token = request.headers.get(TOKEN_HEADER, "").strip()
     if not token:
         raise Unauthorized(f"the {TOKEN_HEADER} header is missing")
     digest = token_digest(token)
-    account = await request.app[STORE].query(lambda conn: q.account_by_token(conn, digest))
+
+    def read(conn: sqlite3.Connection) -> tuple[AccountView | None, list[DestinationView]]:
+        account = q.account_by_token(conn, digest)
+        return account, [] if account is None else q.account_destinations(conn, account.id)
+
+    account, destinations = await request.app[STORE].query(read)
     if account is None:
         raise Unauthorized(f"the {TOKEN_HEADER} token is not valid")
-    return account
+    return account, destinations
 
 
 def _idempotency_key(request: web.Request) -> str | None:
@@ -72,7 +78,7 @@ async def _earlier_answer(
 
 
 async def receive_payload(request: web.Request) -> web.Response:
-    account = await _authenticate(request)
+    account, destinations = await _authenticate(request)
     key = _idempotency_key(request)
     body = await read_object(request)
     digest = body_digest(body)
@@ -85,10 +91,10 @@ async def receive_payload(request: web.Request) -> web.Response:
     def load(conn: sqlite3.Connection) -> list[DestinationView]:
         return q.account_destinations(conn, account.id)
 
-    def decide(destinations: list[DestinationView]) -> list[cmd.Change]:
+    def decide(current: list[DestinationView]) -> list[cmd.Change]:
         return cmd.decide_receive_payload(
             account,
-            destinations,
+            current,
             body,
             payload_id=payload_id,
             idempotency_key=key,
@@ -97,7 +103,7 @@ async def receive_payload(request: web.Request) -> web.Response:
 
     try:
         records = await request.app[COMMANDS].run(
-            load, decide, metadata(request, actor=f"account:{account.id}")
+            load, decide, metadata(request, actor=f"account:{account.id}"), known=destinations
         )
     except IdempotencyKeyTaken:
         # A simultaneous request with the same key was recorded first: answer as its repeat.

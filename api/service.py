@@ -60,15 +60,20 @@ class Commands:
         load: Callable[[sqlite3.Connection], S],
         decide: Callable[[S], Sequence[Change]],
         metadata: Metadata,
+        *,
+        known: S | None = None,
     ) -> list[Recorded]:
         """Append what ``decide`` makes of the state ``load`` reads; returns the records.
+
+        ``known`` is state the caller has just read: the first decision uses it instead of
+        reading again (one thread hop less on the hot path); a retry always reads afresh.
 
         Raises the ``ApiError`` that ``decide`` raises, ``Conflict`` for a duplicate email,
         ``ValidationFailed`` when the account a destination names went away, and
         ``Unavailable`` when every attempt lost a race.
         """
-        for _ in range(self.attempts):
-            state = await self.store.query(load)
+        for attempt in range(self.attempts):
+            state = known if attempt == 0 and known is not None else await self.store.query(load)
             changes = decide(state)
             if not changes:
                 return []

@@ -8,7 +8,6 @@ control flow. Only programming errors and cancellation propagate.
 
 from __future__ import annotations
 
-import json
 import ssl
 import time
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ from yarl import URL
 
 from delivery.errors import BlockedDestination
 from delivery.guard import GuardedResolver, check_url
+from eventstore import codec
 from eventstore.events import ErrorClass
 
 __all__ = ["EXCERPT_LIMIT", "AttemptResult", "ErrorClass", "OutboundRequest", "Sender"]
@@ -231,11 +231,11 @@ def _query_value(value: Any) -> str:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return codec.dumps(value)
 
 
 def _encode_json(body: Mapping[str, Any]) -> bytes:
-    return _dumps(dict(body)).encode("utf-8")
+    return codec.dump_bytes(dict(body))
 
 
 def _outbound_headers(request: OutboundRequest, timestamp: int) -> CIMultiDict[str]:

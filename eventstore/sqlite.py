@@ -13,7 +13,6 @@ one await per row.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any, Literal, TypeVar, cast
 
 import aiosqlite
 
-from eventstore import schema
+from eventstore import codec, schema
 from eventstore.errors import (
     ConcurrencyError,
     EventStoreError,
@@ -73,10 +72,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def row_to_record(row: Sequence[Any]) -> Recorded:
     """A row of ``SELECT`` columns in table order, as a ``Recorded``."""
     return Recorded(
@@ -85,8 +80,8 @@ def row_to_record(row: Sequence[Any]) -> Recorded:
         version=row[2],
         type=row[3],
         schema_version=row[4],
-        data=json.loads(row[5]),
-        metadata=json.loads(row[6]),
+        data=codec.loads(row[5]),
+        metadata=codec.loads(row[6]),
         recorded_at=row[7],
     )
 
@@ -397,8 +392,8 @@ def _insert(conn: sqlite3.Connection, appends: Sequence[StreamAppend], now: str)
                     version,
                     event.type,
                     event.schema_version,
-                    _dumps(dict(event.data)),
-                    _dumps(dict(event.metadata)),
+                    codec.dumps(dict(event.data)),
+                    codec.dumps(dict(event.metadata)),
                     now,
                 ),
             )

@@ -114,7 +114,9 @@ def due_deliveries(
     destinations in ``busy`` (those already at their concurrency limit)."""
     skip = ",".join("?" * len(busy))
     rows = conn.execute(
-        f"SELECT {DELIVERY_COLUMNS} FROM deliveries "
+        # INDEXED BY: without statistics the planner prefers deliveries_by_status and sorts
+        # the whole backlog; the partial index holds exactly the open deliveries, in due order.
+        f"SELECT {DELIVERY_COLUMNS} FROM deliveries INDEXED BY deliveries_due "
         "WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ? "
         f"AND destination_id NOT IN ({skip}) ORDER BY next_attempt_at LIMIT ?",
         (now, *busy, limit),
@@ -125,7 +127,8 @@ def due_deliveries(
 def next_due_at(conn: sqlite3.Connection) -> str | None:
     """When the earliest open delivery is due, or None when nothing is open."""
     (due,) = conn.execute(
-        "SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')"
+        "SELECT min(next_attempt_at) FROM deliveries INDEXED BY deliveries_due "
+        "WHERE status IN ('pending', 'retrying')"
     ).fetchone()
     return str(due) if due is not None else None
 
