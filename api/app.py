@@ -10,7 +10,8 @@ import structlog
 from aiohttp import web
 
 from api import accounts, deliveries, destinations, history, ingest
-from api.http import ADMIN_TOKEN, COMMANDS, SETTINGS, SHUTTING_DOWN, STORE
+from api.directory import TokenDirectory
+from api.http import ADMIN_TOKEN, COMMANDS, SETTINGS, SHUTTING_DOWN, STORE, TOKENS
 from api.middleware import Handler, admin_auth, context_and_errors, public
 from api.service import Commands
 from api.settings import Settings, resolve_admin_token
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> web.Application:
     app[ADMIN_TOKEN] = admin_token
     app[STORE] = store
     app[COMMANDS] = Commands(store)
+    app[TOKENS] = TokenDirectory(store)
     app[SHUTTING_DOWN] = asyncio.Event()
     app.on_shutdown.append(_end_live_tails)
     app.cleanup_ctx.append(_open_store)

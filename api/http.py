@@ -7,6 +7,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from api.directory import TokenDirectory
 from api.errors import BadRequest, PayloadTooLarge, ValidationFailed
 from api.service import Commands
 from api.settings import Settings
@@ -18,6 +19,7 @@ SETTINGS: Final = web.AppKey("settings", Settings)
 ADMIN_TOKEN: Final = web.AppKey("admin_token", str)
 STORE: Final = web.AppKey("store", SQLiteEventStore)
 COMMANDS: Final = web.AppKey("commands", Commands)
+TOKENS: Final = web.AppKey("tokens", TokenDirectory)
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 SHUTTING_DOWN: Final = web.AppKey("shutting_down", asyncio.Event)
 """Set when the server starts to shut down, so that long-lived answers (the live tail) end."""

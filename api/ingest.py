@@ -16,7 +16,7 @@ from aiohttp import web
 
 from api import commands as cmd
 from api.errors import BadRequest, Conflict, Unauthorized
-from api.http import COMMANDS, STORE, metadata, read_object, respond
+from api.http import COMMANDS, STORE, TOKENS, metadata, read_object, respond
 from api.ids import new_payload_id, token_digest
 from eventstore.events import body_digest, payload_stream
 from projections import queries as q
@@ -34,17 +34,11 @@ def _accepted(payload_id: str, destinations: int) -> dict[str, Any]:
 
 
 async def _authenticate(request: web.Request) -> tuple[AccountView, list[DestinationView]]:
-    """The token's account and its destinations, read in one go."""
+    """The token's account and its destinations (from memory when nothing changed)."""
     token = request.headers.get(TOKEN_HEADER, "").strip()
     if not token:
         raise Unauthorized(f"the {TOKEN_HEADER} header is missing")
-    digest = token_digest(token)
-
-    def read(conn: sqlite3.Connection) -> tuple[AccountView | None, list[DestinationView]]:
-        account = q.account_by_token(conn, digest)
-        return account, [] if account is None else q.account_destinations(conn, account.id)
-
-    account, destinations = await request.app[STORE].query(read)
+    account, destinations = await request.app[TOKENS].lookup(token_digest(token))
     if account is None:
         raise Unauthorized(f"the {TOKEN_HEADER} token is not valid")
     return account, destinations

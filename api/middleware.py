@@ -49,20 +49,10 @@ async def context_and_errors(request: web.Request, handler: Handler) -> web.Stre
     request_id = _request_id(request)
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
-    with structlog.contextvars.bound_contextvars(request_id=request_id):
-        try:
-            response = await handler(request)
-        except ApiError as exc:
-            response = respond(exc.body(), exc.error_status)
-        except web.HTTPException as exc:
-            response = _from_aiohttp(request, exc)
-        except StoreClosed:
-            error: ApiError = Unavailable("the service is shutting down")
-            response = respond(error.body(), error.error_status)
-        except Exception:
-            log.exception("request.failed", method=request.method, path=request.path)
-            error = InternalError("internal error")
-            response = respond(error.body(), error.error_status)
+    # Bound and reset by hand: a keep-alive connection serves many requests in one task.
+    tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        response = await _answer(request, handler)
         if not response.prepared:  # a streamed answer set its headers itself
             response.headers["X-Request-ID"] = request_id
         log.info(
@@ -73,6 +63,25 @@ async def context_and_errors(request: web.Request, handler: Handler) -> web.Stre
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
         return response
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's answer, or the error it raised in the one shape."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return respond(exc.body(), exc.error_status)
+    except web.HTTPException as exc:
+        return _from_aiohttp(request, exc)
+    except StoreClosed:
+        error: ApiError = Unavailable("the service is shutting down")
+        return respond(error.body(), error.error_status)
+    except Exception:
+        log.exception("request.failed", method=request.method, path=request.path)
+        error = InternalError("internal error")
+        return respond(error.body(), error.error_status)
 
 
 def _from_aiohttp(request: web.Request, exc: web.HTTPException) -> web.Response:

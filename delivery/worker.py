@@ -76,7 +76,7 @@ class DeliveryWorker:
         # snapshot is older still shows those deliveries as due, and must not restart them.
         self._settled: dict[tuple[str, int], int] = {}
         self._by_destination: Counter[int] = Counter()
-        store.add_listener(lambda _head: self._wake.set())
+        store.add_listener(lambda _records: self._wake.set())
 
     async def run(self) -> None:
         """Dispatch due deliveries until ``stop``; then let attempts finish or cancel them."""

@@ -100,7 +100,7 @@ class SQLiteEventStore:
         self._synchronous = synchronous
         self._max_batch = max_batch
         self._hooks: list[TransactionHook] = []
-        self._listeners: list[Callable[[int], None]] = []
+        self._listeners: list[Callable[[Sequence[Recorded]], None]] = []
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
@@ -124,8 +124,9 @@ class SQLiteEventStore:
         """Register a hook run in every append's transaction (see ``TransactionHook``)."""
         self._hooks.append(hook)
 
-    def add_listener(self, listener: Callable[[int], None]) -> None:
-        """Call ``listener(head)`` on the event loop after each commit that added events."""
+    def add_listener(self, listener: Callable[[Sequence[Recorded]], None]) -> None:
+        """Call ``listener(records)`` on the event loop after each commit that added events,
+        with every event that commit added, before any of their appenders is answered."""
         self._listeners.append(listener)
 
     async def open(self) -> None:
@@ -227,8 +228,14 @@ class SQLiteEventStore:
                 self._head = head
                 self._advanced.set()
                 self._advanced = asyncio.Event()
+                committed = [
+                    record
+                    for job in batch
+                    if job.call is None and isinstance(job.outcome, list)
+                    for record in job.outcome
+                ]
                 for listener in self._listeners:
-                    listener(head)
+                    listener(committed)
         for job in batch:
             if job.future.done():
                 continue

@@ -26,7 +26,6 @@ from projections.tables import (
     DESTINATION_COLUMNS,
     PROJECTORS,
     TABLES,
-    Projector,
     account_from_row,
     delivery_from_row,
     destination_from_row,
@@ -52,11 +51,20 @@ def checkpoint(conn: sqlite3.Connection, name: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _save_checkpoint(conn: sqlite3.Connection, name: str, position: int) -> None:
-    conn.execute(
+def checkpoints(conn: sqlite3.Connection) -> dict[str, int]:
+    """Every projector's checkpoint (0 for one that has none yet), in one statement."""
+    marks = {projector.name: 0 for projector in PROJECTORS}
+    for name, position in conn.execute("SELECT name, position FROM checkpoints"):
+        if name in marks:  # a row of a projector that no longer exists is left alone
+            marks[name] = int(position)
+    return marks
+
+
+def _save_checkpoints(conn: sqlite3.Connection, marks: dict[str, int]) -> None:
+    conn.executemany(
         "INSERT INTO checkpoints (name, position) VALUES (?, ?) "
         "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-        (name, position),
+        list(marks.items()),
     )
 
 
@@ -69,18 +77,26 @@ def _decoded(records: Sequence[Recorded]) -> list[Folded]:
     return [(r.position, r.type, decode(r), Stamp.of(r)) for r in records]
 
 
-def _apply(conn: sqlite3.Connection, projector: Projector, batch: Sequence[Folded]) -> None:
-    """Apply the events above the projector's checkpoint, then move the checkpoint."""
-    done = checkpoint(conn, projector.name)
-    changes = [
-        (event, stamp)
-        for position, kind, event, stamp in batch
-        if position > done and kind in projector.types
-    ]
-    if changes:
-        projector.apply(conn, changes)
-    if batch and batch[-1][0] > done:
-        _save_checkpoint(conn, projector.name, batch[-1][0])
+def _fold(conn: sqlite3.Connection, batch: Sequence[Folded], marks: dict[str, int]) -> None:
+    """Apply ``batch`` to every projector above its mark, then save the moved marks."""
+    if not batch:
+        return
+    last = batch[-1][0]
+    moved: dict[str, int] = {}
+    for projector in PROJECTORS:
+        done = marks[projector.name]
+        if done >= last:
+            continue
+        changes = [
+            (event, stamp)
+            for position, kind, event, stamp in batch
+            if position > done and kind in projector.types
+        ]
+        if changes:
+            projector.apply(conn, changes)
+        marks[projector.name] = moved[projector.name] = last
+    if moved:
+        _save_checkpoints(conn, moved)
 
 
 def _read_after(conn: sqlite3.Connection, position: int, upto: int = _END) -> list[Folded]:
@@ -96,29 +112,29 @@ def _read_after(conn: sqlite3.Connection, position: int, upto: int = _END) -> li
     ]
 
 
-def catch_up_page(conn: sqlite3.Connection) -> int:
-    """Apply the next page of the log to every projector behind it; returns the page's size.
-
-    The page starts after the lowest checkpoint and is read and decoded once; each projector
-    skips what it already has.
-    """
-    start = min(checkpoint(conn, projector.name) for projector in PROJECTORS)
-    batch = _read_after(conn, start)
-    for projector in PROJECTORS:
-        _apply(conn, projector, batch)
+def _catch_up(conn: sqlite3.Connection, marks: dict[str, int], upto: int = _END) -> int:
+    """Fold one page after the lowest mark (read and decoded once for every projector)."""
+    batch = _read_after(conn, min(marks.values()), upto)
+    _fold(conn, batch, marks)
     return len(batch)
 
 
+def catch_up_page(conn: sqlite3.Connection) -> int:
+    """Apply the next page of the log to every projector behind it; returns the page's size."""
+    return _catch_up(conn, checkpoints(conn))
+
+
 def on_append(conn: sqlite3.Connection, records: Sequence[Recorded]) -> None:
-    """The store's transaction hook: fold the appended records, then check the invariants."""
+    """The store's transaction hook: fold the appended records, then check the invariants.
+
+    Two statements of checkpoint work per append: one read of every mark, one write.
+    """
+    marks = checkpoints(conn)
     first = records[0].position
-    for projector in PROJECTORS:
-        # A projector behind the log (new, or rebuilt while serving) catches up first.
-        while (done := checkpoint(conn, projector.name)) < first - 1:
-            _apply(conn, projector, _read_after(conn, done, first - 1))
-    batch = _decoded(records)
-    for projector in PROJECTORS:
-        _apply(conn, projector, batch)
+    # A projector behind the log (new, or rebuilt while serving) catches up first.
+    while min(marks.values()) < first - 1 and _catch_up(conn, marks, first - 1):
+        pass
+    _fold(conn, _decoded(records), marks)
     invariants.check(conn, records)
 
 

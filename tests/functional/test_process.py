@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,8 @@ async def test_sigterm_stops_cleanly_and_the_next_start_delivers(tmp_path: Path)
             code, logged = await server.stop()
             assert code == 0
             assert "Traceback" not in logged
-            assert '"event": "store.closed"' in logged
+            events = [json.loads(line)["event"] for line in logged.splitlines() if line]
+            assert events[-2:] == ["store.closed", "server.stopped"]
 
         sink.answer("/hook", 200)
         async with served(db, port) as server:
