@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--delivery-timeout", type=float, help="seconds per attempt (15)")
     serve.add_argument("--max-body-bytes", type=int, help="request body limit (1048576)")
     serve.add_argument("--log-format", choices=["auto", "json", "console"])
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
         "--shutdown-grace", type=float, help="seconds deliveries in flight get at shutdown (5)"
     )
@@ -127,7 +128,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"datapusher: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, settings.log_level)
     app = create_app(settings)
     log.info("server.starting", host=settings.host, port=settings.port, db=str(settings.db))
     web.run_app(

