@@ -17,6 +17,7 @@ import functools
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -26,7 +27,7 @@ from delivery.policy import outcome
 from delivery.sender import OutboundRequest, Sender
 from eventstore.errors import EventStoreError
 from eventstore.events import Metadata, Trigger, destination_stream, encode, payload_stream
-from eventstore.records import ANY_VERSION, StreamAppend
+from eventstore.records import ANY_VERSION, Recorded, StreamAppend
 from eventstore.sqlite import SQLiteEventStore
 from projections import queries as q
 from projections.models import DeliveryView, DestinationView
@@ -38,6 +39,42 @@ IDLE_WAIT: Final = 30.0
 
 
 BUSY_WAIT: Final = 1.0
+COALESCE: Final = 0.002
+"""Seconds a finished attempt waits for others to finish before the next dispatch."""
+NEW_WORK: Final = frozenset({"PayloadReceived", "DeliveryReplayRequested"})
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One dispatch round, read in one hop: the jobs to start and what they need."""
+
+    jobs: list[DeliveryView]
+    destinations: dict[int, DestinationView | None]
+    bodies: dict[int, Any]
+    next_due: str | None
+    snapshot: int
+    """The log position the plan was read at."""
+
+
+def _claimable(
+    jobs: Sequence[DeliveryView],
+    free: int,
+    per_destination: int,
+    skip: frozenset[tuple[str, int]],
+    counts: Counter[int],
+) -> list[DeliveryView]:
+    """Up to ``free`` jobs not in ``skip`` and within each destination's limit."""
+    chosen: list[DeliveryView] = []
+    counts = Counter(counts)
+    for job in jobs:
+        key = (job.payload_id, job.destination_id)
+        if key in skip or counts[job.destination_id] >= per_destination:
+            continue
+        counts[job.destination_id] += 1
+        chosen.append(job)
+        if len(chosen) == free:
+            break
+    return chosen
 
 
 def utc_now() -> datetime:
@@ -76,7 +113,8 @@ class DeliveryWorker:
         # snapshot is older still shows those deliveries as due, and must not restart them.
         self._settled: dict[tuple[str, int], int] = {}
         self._by_destination: Counter[int] = Counter()
-        store.add_listener(lambda _records: self._wake.set())
+        self._coalescing: asyncio.TimerHandle | None = None
+        store.add_listener(self._on_commit)
 
     async def run(self) -> None:
         """Dispatch due deliveries until ``stop``; then let attempts finish or cancel them."""
@@ -112,15 +150,26 @@ class DeliveryWorker:
         busy = [d for d, n in self._by_destination.items() if n >= self.per_destination]
         now = self.clock().isoformat(timespec="microseconds")
 
-        def due(conn: Any) -> tuple[list[DeliveryView], str | None, int]:
-            jobs = q.due_deliveries(conn, now=now, limit=self.concurrency, busy=busy)
-            return jobs, q.next_due_at(conn), q.log_head(conn)
+        skip = frozenset(self._in_flight) | self._settled.keys()
+        counts = Counter(self._by_destination)
 
-        jobs, next_due, snapshot = await self.store.query(due)
-        self._settled = {k: at for k, at in self._settled.items() if at > snapshot}
-        jobs = self._claimable(jobs, free)
-        if jobs:
-            await self._start(jobs)
+        def plan(conn: Any) -> Plan:
+            """One hop: what is due, what of it can start, and what starting it needs."""
+            due = q.due_deliveries(conn, now=now, limit=self.concurrency, busy=busy)
+            chosen = _claimable(due, free, self.per_destination, skip, counts)
+            ids = {job.destination_id for job in chosen}
+            return Plan(
+                jobs=chosen,
+                destinations={d: q.destination(conn, d) for d in ids},
+                bodies=q.payload_bodies(conn, [job.payload_position for job in chosen]),
+                next_due=q.next_due_at(conn),
+                snapshot=q.log_head(conn),
+            )
+
+        planned = await self.store.query(plan)
+        self._settled = {k: at for k, at in self._settled.items() if at > planned.snapshot}
+        self._start(planned)
+        next_due = planned.next_due
         if next_due is None:
             return IDLE_WAIT
         wait = (datetime.fromisoformat(next_due) - self.clock()).total_seconds()
@@ -128,40 +177,17 @@ class DeliveryWorker:
         # timeout is only a safety net.
         return min(wait, IDLE_WAIT) if wait > 0 else BUSY_WAIT
 
-    def _claimable(self, jobs: Sequence[DeliveryView], free: int) -> list[DeliveryView]:
-        chosen: list[DeliveryView] = []
-        counts = Counter(self._by_destination)
-        for job in jobs:
+    def _start(self, planned: Plan) -> None:
+        # Outcomes recorded while the plan was read are not started again (_settled).
+        for job in planned.jobs:
             key = (job.payload_id, job.destination_id)
-            if (
-                key in self._in_flight
-                or key in self._settled
-                or counts[job.destination_id] >= self.per_destination
-            ):
-                continue
-            counts[job.destination_id] += 1
-            chosen.append(job)
-            if len(chosen) == free:
-                break
-        return chosen
-
-    async def _start(self, jobs: Sequence[DeliveryView]) -> None:
-        destination_ids = {job.destination_id for job in jobs}
-        destinations = await self.store.query(
-            lambda conn: {d: q.destination(conn, d) for d in destination_ids}
-        )
-        records = await self.store.read_by_position([job.payload_position for job in jobs])
-        bodies = {record.position: record.data["body"] for record in records}
-        for job in jobs:
-            destination = destinations.get(job.destination_id)
-            if destination is None or not destination.enabled:
+            destination = planned.destinations.get(job.destination_id)
+            if destination is None or not destination.enabled or key in self._settled:
                 continue  # deleted or disabled meanwhile: the fold marks it skipped
-            key = (job.payload_id, job.destination_id)
             self._in_flight.add(key)
             self._by_destination[job.destination_id] += 1
-            task = asyncio.create_task(
-                self._attempt(job, destination, bodies[job.payload_position])
-            )
+            body = planned.bodies[job.payload_position]
+            task = asyncio.create_task(self._attempt(job, destination, body))
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._finished, key))
 
@@ -171,7 +197,20 @@ class DeliveryWorker:
         self._by_destination[key[1]] -= 1
         if self._by_destination[key[1]] <= 0:
             del self._by_destination[key[1]]
+        # Attempts finish in bursts: one dispatch a few milliseconds later serves them all,
+        # instead of one query per finished attempt.
+        if self._coalescing is None:
+            self._coalescing = asyncio.get_running_loop().call_later(COALESCE, self._wake_now)
+
+    def _wake_now(self) -> None:
+        self._coalescing = None
         self._wake.set()
+
+    def _on_commit(self, records: Sequence[Recorded]) -> None:
+        """New work (a payload, a replay) wakes the worker; outcomes of its own attempts do
+        not, since their tasks' ends already do."""
+        if any(record.type in NEW_WORK for record in records):
+            self._wake.set()
 
     def _trigger(self, job: DeliveryView) -> Trigger:
         """``recover`` for a scheduled attempt that fell due before this process started."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from eventstore import codec
 from projections.models import AccountView, DeliveryView, DestinationView
 from projections.tables import (
     ACCOUNT_COLUMNS,
@@ -239,3 +240,14 @@ def log_head(conn: sqlite3.Connection) -> int:
     """The last position of the log in this snapshot."""
     (head,) = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
     return int(head)
+
+
+def payload_bodies(conn: sqlite3.Connection, positions: Collection[int]) -> dict[int, Any]:
+    """The body of each ``PayloadReceived`` at these log positions, by position."""
+    if not positions:
+        return {}
+    marks = ",".join("?" * len(positions))
+    rows = conn.execute(
+        f"SELECT position, data FROM events WHERE position IN ({marks})", tuple(positions)
+    ).fetchall()
+    return {int(position): codec.loads(data)["body"] for position, data in rows}
