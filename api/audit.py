@@ -160,7 +160,9 @@ async def rebuild(db: Path, *, out: TextIO | None = None) -> RebuildReport:
     """
     await _check_log(db)
     await asyncio.to_thread(_check_not_in_use, db)
-    async with SQLiteEventStore(db) as store:
+    # NORMAL: the read models are derived, and a rebuild cut short by a crash is only
+    # started again; the log itself is not written here.
+    async with SQLiteEventStore(db, synchronous="NORMAL") as store:
         behind = await store.run_in_writer(_snapshot)
         bar = ProgressBar(store.head, out or sys.stderr, unit="events")
         started = time.perf_counter()
@@ -228,9 +230,13 @@ def _reset(conn: sqlite3.Connection) -> None:
     create_tables(conn)
 
 
+REBUILD_PAGE = 5000
+"""Events folded per transaction: larger than the server's catch-up pages, as nothing waits."""
+
+
 def _fold_page(conn: sqlite3.Connection) -> tuple[int, int]:
     """Fold one page into every projector; returns (rows applied, position all have reached)."""
-    applied = catch_up_page(conn)
+    applied = catch_up_page(conn, REBUILD_PAGE)
     return applied, min(checkpoint(conn, projector.name) for projector in PROJECTORS)
 
 

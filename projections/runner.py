@@ -99,12 +99,14 @@ def _fold(conn: sqlite3.Connection, batch: Sequence[Folded], marks: dict[str, in
         _save_checkpoints(conn, moved)
 
 
-def _read_after(conn: sqlite3.Connection, position: int, upto: int = _END) -> list[Folded]:
+def _read_after(
+    conn: sqlite3.Connection, position: int, upto: int = _END, page: int = PAGE
+) -> list[Folded]:
     """The next page of the log, decoded straight from its JSON (metadata is not needed)."""
     rows = conn.execute(
         "SELECT position, version, type, schema_version, data, recorded_at FROM events "
         "WHERE position > ? AND position <= ? ORDER BY position LIMIT ?",
-        (position, upto, PAGE),
+        (position, upto, page),
     ).fetchall()
     return [
         (at, kind, decode_json(kind, schema, data), Stamp(at, version, recorded_at))
@@ -112,16 +114,18 @@ def _read_after(conn: sqlite3.Connection, position: int, upto: int = _END) -> li
     ]
 
 
-def _catch_up(conn: sqlite3.Connection, marks: dict[str, int], upto: int = _END) -> int:
+def _catch_up(
+    conn: sqlite3.Connection, marks: dict[str, int], upto: int = _END, page: int = PAGE
+) -> int:
     """Fold one page after the lowest mark (read and decoded once for every projector)."""
-    batch = _read_after(conn, min(marks.values()), upto)
+    batch = _read_after(conn, min(marks.values()), upto, page)
     _fold(conn, batch, marks)
     return len(batch)
 
 
-def catch_up_page(conn: sqlite3.Connection) -> int:
+def catch_up_page(conn: sqlite3.Connection, page: int = PAGE) -> int:
     """Apply the next page of the log to every projector behind it; returns the page's size."""
-    return _catch_up(conn, checkpoints(conn))
+    return _catch_up(conn, checkpoints(conn), page=page)
 
 
 def on_append(conn: sqlite3.Connection, records: Sequence[Recorded]) -> None:
