@@ -31,8 +31,8 @@ from eventstore.errors import EventStoreError, StorageError
 from eventstore.reader import PAGE, LogReader
 from eventstore.records import Recorded
 from eventstore.sqlite import SQLiteEventStore
-from projections.runner import catch_up_page, checkpoint, create_tables, drop_tables
-from projections.tables import PROJECTORS, TABLES
+from projections.runner import catch_up_page, checkpoints, create_tables, drop_tables
+from projections.tables import TABLES
 
 REBUILD_HELP: Final = (
     "Rebuild every read model (accounts, destinations, deliveries, idempotency keys) from the "
@@ -221,7 +221,7 @@ def _snapshot(conn: sqlite3.Connection) -> dict[str, int]:
         conn.execute(f'DROP TABLE IF EXISTS temp."{_BEFORE}{table}"')
         conn.execute(f'CREATE TEMP TABLE "{_BEFORE}{table}" AS SELECT * FROM main."{table}"')
     (head,) = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
-    done = {projector.name: checkpoint(conn, projector.name) for projector in PROJECTORS}
+    done = checkpoints(conn)
     return {name: head - position for name, position in done.items() if position < head}
 
 
@@ -237,7 +237,7 @@ REBUILD_PAGE = 5000
 def _fold_page(conn: sqlite3.Connection) -> tuple[int, int]:
     """Fold one page into every projector; returns (rows applied, position all have reached)."""
     applied = catch_up_page(conn, REBUILD_PAGE)
-    return applied, min(checkpoint(conn, projector.name) for projector in PROJECTORS)
+    return applied, min(checkpoints(conn).values())
 
 
 def _compare(conn: sqlite3.Connection) -> tuple[TableDiff, ...]:

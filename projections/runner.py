@@ -46,11 +46,6 @@ def drop_tables(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM checkpoints")
 
 
-def checkpoint(conn: sqlite3.Connection, name: str) -> int:
-    row = conn.execute("SELECT position FROM checkpoints WHERE name = ?", (name,)).fetchone()
-    return int(row[0]) if row else 0
-
-
 def checkpoints(conn: sqlite3.Connection) -> dict[str, int]:
     """Every projector's checkpoint (0 for one that has none yet), in one statement."""
     marks = {projector.name: 0 for projector in PROJECTORS}
