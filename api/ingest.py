@@ -99,11 +99,12 @@ async def receive_payload(request: web.Request) -> web.Response:
         records = await request.app[COMMANDS].run(
             load, decide, metadata(request, actor=f"account:{account.id}"), known=destinations
         )
-    except IdempotencyKeyTaken:
+    except IdempotencyKeyTaken as exc:
         # A simultaneous request with the same key was recorded first: answer as its repeat.
         assert key is not None
         repeat = await _earlier_answer(request, account, key, digest)
-        assert repeat is not None
+        if repeat is None:  # the first one expired between the two clocks' readings
+            raise Conflict(str(exc), code="idempotency_key_reused") from exc
         return repeat
     fan_out = len(records[-1].data["destination_ids"])
     return respond(_accepted(payload_id, fan_out), 202)
