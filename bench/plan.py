@@ -73,7 +73,8 @@ class Plan:
             log_budget=150.0,
             memory_counts=(100_000, 1_000_000),
             memory_chunk=2_000,
-            memory_budget=300.0,
+            # 1M payloads delivered at about 800/s: some 21 minutes, most of a full run.
+            memory_budget=1800.0,
         )
 
 
