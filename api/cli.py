@@ -20,9 +20,14 @@ from api.settings import Settings
 
 log = structlog.get_logger("api")
 
+DESCRIPTION = "Data Pusher: an event-sourced, self-hostable webhook fan-out service."
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="datapusher", description="Data Pusher: an event-sourced, self-hostable webhook fan-out service.")
+    parser = argparse.ArgumentParser(
+        prog="datapusher",
+        description="Data Pusher: an event-sourced, self-hostable webhook fan-out service.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the HTTP API and deliver payloads")
     serve.add_argument("--host", help="address to listen on (DATAPUSHER_HOST, 127.0.0.1)")

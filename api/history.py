@@ -4,17 +4,15 @@ live tail as server-sent events."""
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import web
 
 from api.errors import NotFound, ValidationFailed
-from api.http import REQUEST_ID, SHUTTING_DOWN, STORE, query_int, respond
+from api.http import REQUEST_ID, SHUTTING_DOWN, STORE, query_int
 from eventstore.errors import StoreClosed
 from eventstore.events import account_stream, decode, destination_stream
-from eventstore.records import Recorded
 from eventstore.sqlite import SQLiteEventStore
 from projections import queries as q
 from projections.folds import AccountEvent, DestinationEvent, Stamp, evolve_account
@@ -26,12 +24,14 @@ HEARTBEAT: Final = 15.0
 """Seconds of quiet after which the live tail sends a comment line, to keep proxies open."""
 
 
-def _page(records: list[Recorded], limit: int) -> dict[str, Any]:
-    full = len(records) == limit
-    return {
-        "items": [record.envelope() for record in records],
-        "next_after": records[-1].position if full and records else None,
-    }
+def _page(envelopes: list[tuple[int, str]], limit: int) -> web.Response:
+    """A page of the log as the one list shape, spliced from the envelopes' JSON text."""
+    full = len(envelopes) == limit and envelopes
+    next_after = str(envelopes[-1][0]) if full else "null"
+    items = ",".join(text for _, text in envelopes)
+    return web.Response(
+        text=f'{{"items":[{items}],"next_after":{next_after}}}', content_type="application/json"
+    )
 
 
 async def list_events(request: web.Request) -> web.Response:
@@ -42,13 +42,13 @@ async def list_events(request: web.Request) -> web.Response:
     assert limit is not None
     stream = request.query.get("stream") or None
     kind = request.query.get("type") or None
-    records = await request.app[STORE].read_all(
+    envelopes = await request.app[STORE].read_envelopes(
         after=after,
         limit=limit,
         streams=None if stream is None else [stream],
         types=None if kind is None else [kind],
     )
-    return respond(_page(records, limit))
+    return _page(envelopes, limit)
 
 
 async def account_history(request: web.Request) -> web.Response:
@@ -63,8 +63,7 @@ async def account_history(request: web.Request) -> web.Response:
         raise NotFound(f"account {account_id} not found")
     owned = await store.query(lambda conn: q.destination_ids_ever(conn, account_id))
     streams = [account_stream(account_id), *(destination_stream(d) for d in owned)]
-    records = await store.read_all(after=after, limit=limit, streams=streams)
-    return respond(_page(records, limit))
+    return _page(await store.read_envelopes(after=after, limit=limit, streams=streams), limit)
 
 
 async def as_of_position(request: web.Request) -> int | None:
@@ -127,9 +126,8 @@ def _start_position(request: web.Request, head: int) -> int:
     return int(raw)
 
 
-def _frame(record: Recorded) -> str:
-    data = json.dumps(record.envelope(), separators=(",", ":"), ensure_ascii=False)
-    return f"id: {record.position}\ndata: {data}\n\n"
+def _frame(position: int, envelope: str) -> str:
+    return f"id: {position}\ndata: {envelope}\n\n"
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
@@ -150,11 +148,11 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     stopping = request.app[SHUTTING_DOWN]
     try:
         while not stopping.is_set():
-            records = await store.read_all(after=position, limit=STREAM_PAGE)
-            if records:
-                await response.write("".join(_frame(r) for r in records).encode())
-                position = records[-1].position
-            if len(records) == STREAM_PAGE:
+            envelopes = await store.read_envelopes(after=position, limit=STREAM_PAGE)
+            if envelopes:
+                await response.write("".join(_frame(*e) for e in envelopes).encode())
+                position = envelopes[-1][0]
+            if len(envelopes) == STREAM_PAGE:
                 continue
             if not await _wait_for_more(store, position, stopping):
                 await response.write(b": keep-alive\n\n")

@@ -289,18 +289,26 @@ class SQLiteEventStore:
         types: Sequence[str] | None = None,
         until: int | None = None,
     ) -> list[Recorded]:
-        where = "position > ?"
-        params: list[Any] = [after]
-        if until is not None:
-            where += " AND position <= ?"
-            params.append(until)
-        for column, values in (("stream", streams), ("type", types)):
-            if values is not None:
-                where += f" AND {column} IN ({','.join('?' * len(values))})"
-                params.extend(values)
+        where, params = _filters(after, streams, types, until)
         return await self._read(
             f"{SELECT_EVENTS} WHERE {where} ORDER BY position LIMIT ?", (*params, max(limit, 0))
         )
+
+    async def read_envelopes(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        streams: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+    ) -> list[tuple[int, str]]:
+        """Like ``read_all``, but each event as ``(position, envelope JSON text)``, built by
+        SQLite from the stored JSON: for answers that only pass the log on, nothing is
+        decoded into Python objects and encoded again."""
+        where, params = _filters(after, streams, types, None)
+        sql = f"SELECT position, {_ENVELOPE} FROM events WHERE {where} ORDER BY position LIMIT ?"
+        rows = await self.query(lambda conn: conn.execute(sql, (*params, max(limit, 0))).fetchall())
+        return [(int(position), str(text)) for position, text in rows]
 
     async def position_at(self, instant: str) -> int:
         """The last position recorded at or before ``instant`` (ISO 8601 UTC), 0 if none."""
@@ -373,6 +381,32 @@ class SQLiteEventStore:
                 position = record.position
             if len(records) < page:
                 await self.wait_beyond(position)
+
+
+_ENVELOPE = (
+    "json_object('position', position, 'stream', stream, 'version', version, 'type', type, "
+    "'schema_version', schema_version, 'data', json(data), 'metadata', json(metadata), "
+    "'recorded_at', recorded_at)"
+)
+
+
+def _filters(
+    after: int,
+    streams: Sequence[str] | None,
+    types: Sequence[str] | None,
+    until: int | None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause and its parameters shared by the log's readers."""
+    where = "position > ?"
+    params: list[Any] = [after]
+    if until is not None:
+        where += " AND position <= ?"
+        params.append(until)
+    for column, values in (("stream", streams), ("type", types)):
+        if values is not None:
+            where += f" AND {column} IN ({','.join('?' * len(values))})"
+            params.extend(values)
+    return where, params
 
 
 def _read_head(conn: sqlite3.Connection) -> int:

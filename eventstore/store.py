@@ -43,6 +43,17 @@ class EventStore(Protocol):
         in log order; only of the given streams and types when those are given."""
         ...
 
+    async def read_envelopes(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        streams: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+    ) -> list[tuple[int, str]]:
+        """What ``read_all`` reads, as ``(position, envelope JSON text)`` pairs."""
+        ...
+
     async def position_at(self, instant: str) -> int:
         """The last position recorded at or before ``instant`` (ISO 8601 UTC), 0 if none."""
         ...

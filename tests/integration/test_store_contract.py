@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import sqlite3
 import time
@@ -422,6 +423,20 @@ async def test_read_stream_after_version(store: ManagedStore) -> None:
     assert [r.version for r in await store.read_stream("a", after_version=2)] == [3, 4]
     assert await store.read_stream("a", after_version=4) == []
     assert await store.read_stream("missing") == []
+
+
+async def test_envelopes_as_json_equal_the_records_read(store: ManagedStore) -> None:
+    """``read_envelopes`` gives, as JSON text, exactly the envelopes ``read_all`` gives, with
+    the same filters, numbers and text intact."""
+    data = {"big": 2**100, "f": 1.5e300, "g": 0.1, "s": "héllo \u2028 😀", "n": None}
+    await store.append([StreamAppend("a", NO_STREAM, [NewEvent("T", data, metadata={"k": 1})])])
+    await store.append([StreamAppend("b", NO_STREAM, [NewEvent("U", {"x": [1, True]})])])
+
+    for filters in ({}, {"streams": ["b"]}, {"types": ["T"]}, {"after": 1, "limit": 1}):
+        envelopes = await store.read_envelopes(**filters)
+        records = await store.read_all(**filters)
+        assert [p for p, _ in envelopes] == [r.position for r in records]
+        assert [json.loads(text) for _, text in envelopes] == [r.envelope() for r in records]
 
 
 async def test_read_by_position_returns_what_exists_in_log_order(store: ManagedStore) -> None:
