@@ -126,6 +126,8 @@ class DeliveryWorker:
                     async with asyncio.timeout(wait):
                         await self._wake.wait()
         finally:
+            if self._coalescing is not None:
+                self._coalescing.cancel()
             await self._drain()
 
     def stop(self) -> None:
