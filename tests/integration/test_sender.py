@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -13,13 +13,14 @@ from typing import Any, Literal
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractResolver
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 from pytest_aiohttp.plugin import AiohttpServer
 
 from delivery.errors import BlockedDestination
 from delivery.sender import EXCERPT_LIMIT, AttemptResult, OutboundRequest, Sender, classify
+from tests.fakes import StaticResolver
 
 TIMESTAMP = 1_700_000_000
 BIG_BODY = b"x" * 100_000
@@ -142,33 +143,6 @@ def outbound(
 async def send_once(request: OutboundRequest, **options: Any) -> AttemptResult:
     async with running(**options) as sender:
         return await sender.send(request, timestamp=TIMESTAMP)
-
-
-class _StaticResolver(AbstractResolver):
-    """Resolves the names it was given to fixed addresses; any other name does not exist."""
-
-    def __init__(self, answers: Mapping[str, Sequence[str]]) -> None:
-        self._answers = answers
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if host not in self._answers:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [
-            ResolveResult(
-                hostname=host,
-                host=address,
-                port=port,
-                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
-            )
-            for address in self._answers[host]
-        ]
-
-    async def close(self) -> None:
-        pass
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT"])
@@ -300,7 +274,7 @@ async def test_guard_blocks_loopback_destinations(sink: Sink, host: str) -> None
 
 async def test_guard_blocks_a_name_with_any_forbidden_address(sink: Sink) -> None:
     """A name resolving to a public and a loopback address is "blocked", every time."""
-    resolver = _StaticResolver({"rebind.test": ["93.184.216.34", "127.0.0.1"]})
+    resolver = StaticResolver({"rebind.test": ["93.184.216.34", "127.0.0.1"]})
     request = outbound(f"http://rebind.test:{sink.port}/hook")
     async with running(allow_private=False, resolver=resolver) as sender:
         first = await sender.send(request, timestamp=TIMESTAMP)
@@ -312,7 +286,7 @@ async def test_guard_blocks_a_name_with_any_forbidden_address(sink: Sink) -> Non
 
 async def test_allow_private_sends_to_names_resolving_to_loopback(sink: Sink) -> None:
     """With allow_private a name resolving to loopback is delivered, with its name as Host."""
-    resolver = _StaticResolver({"sink.test": ["127.0.0.1"]})
+    resolver = StaticResolver({"sink.test": ["127.0.0.1"]})
     result = await send_once(outbound(f"http://sink.test:{sink.port}/hook"), resolver=resolver)
     assert result.delivered
     (seen,) = sink.received

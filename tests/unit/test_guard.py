@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Sequence
 
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
 from hypothesis import given
 from hypothesis import strategies as st
 
 from delivery.errors import BlockedDestination
 from delivery.guard import GuardedResolver, IPAddress, check_url, is_forbidden
+from tests.fakes import StaticResolver
 
 FORBIDDEN = [
     "127.0.0.1",  # loopback
@@ -178,31 +177,6 @@ def test_blocked_destination_names_host_and_address() -> None:
     assert "::ffff:a9fe:a9fe" in str(caught.value)
 
 
-class _StaticResolver(AbstractResolver):
-    """Answers every name with a fixed list of addresses."""
-
-    def __init__(self, addresses: Sequence[str]) -> None:
-        self._addresses = addresses
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        return [
-            ResolveResult(
-                hostname=host,
-                host=address,
-                port=port,
-                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST,
-            )
-            for address in self._addresses
-        ]
-
-    async def close(self) -> None:
-        pass
-
-
 @pytest.mark.parametrize(
     "addresses",
     [
@@ -216,7 +190,7 @@ async def test_resolver_refuses_an_answer_with_any_forbidden_address(
     addresses: list[str],
 ) -> None:
     """A name whose answer holds any forbidden or unreadable address is refused whole."""
-    resolver = GuardedResolver(_StaticResolver(addresses))
+    resolver = GuardedResolver(StaticResolver({"rebind.example": addresses}))
     with pytest.raises(BlockedDestination) as caught:
         await resolver.resolve("rebind.example", 80)
     assert caught.value.host == "rebind.example"
@@ -224,7 +198,7 @@ async def test_resolver_refuses_an_answer_with_any_forbidden_address(
 
 async def test_resolver_passes_a_public_answer_through_unchanged() -> None:
     """A name resolving only to public addresses gets the inner resolver's answer as is."""
-    inner = _StaticResolver(["93.184.216.34", "2606:2800:220:1::1"])
+    inner = StaticResolver({"example.com": ["93.184.216.34", "2606:2800:220:1::1"]})
     answer = await GuardedResolver(inner).resolve("example.com", 443)
     assert answer == await inner.resolve("example.com", 443)
 
