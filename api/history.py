@@ -4,8 +4,9 @@ live tail as server-sent events."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
@@ -15,9 +16,10 @@ from eventstore.errors import StoreClosed
 from eventstore.events import account_stream, decode, destination_stream
 from eventstore.sqlite import SQLiteEventStore
 from projections import queries as q
-from projections.folds import AccountEvent, DestinationEvent, Stamp, evolve_account
-from projections.folds import evolve_destination as evolve_dest
+from projections.folds import Stamp, evolve_account, evolve_destination
 from projections.models import AccountView, DestinationView
+
+V = TypeVar("V")
 
 STREAM_PAGE: Final = 500
 HEARTBEAT: Final = 15.0
@@ -86,13 +88,22 @@ async def as_of_position(request: web.Request) -> int | None:
     return await request.app[STORE].position_at(instant)
 
 
+async def _as_of(
+    store: SQLiteEventStore,
+    stream: str,
+    position: int,
+    evolve: Callable[[V | None, Any, Stamp], V],
+) -> V | None:
+    """The entity folded from its stream up to ``position``, with the read models' own fold."""
+    view: V | None = None
+    for record in await store.read_all(streams=[stream], until=position):
+        view = evolve(view, decode(record), Stamp.of(record))
+    return view
+
+
 async def account_as_of(store: SQLiteEventStore, account_id: int, position: int) -> AccountView:
-    """The account folded from its stream up to ``position``; 404 if it did not exist then."""
-    view: AccountView | None = None
-    for record in await store.read_all(streams=[account_stream(account_id)], until=position):
-        event = decode(record)
-        assert isinstance(event, AccountEvent)
-        view = evolve_account(view, event, Stamp.of(record))
+    """The account as it was at ``position``; 404 if it did not exist then."""
+    view = await _as_of(store, account_stream(account_id), position, evolve_account)
     if view is None or view.deleted:
         raise NotFound(f"account {account_id} did not exist at position {position}")
     return view
@@ -101,13 +112,9 @@ async def account_as_of(store: SQLiteEventStore, account_id: int, position: int)
 async def destination_as_of(
     store: SQLiteEventStore, destination_id: int, position: int
 ) -> DestinationView:
-    """The destination folded up to ``position``; 404 if it did not exist then."""
-    view: DestinationView | None = None
-    records = await store.read_all(streams=[destination_stream(destination_id)], until=position)
-    for record in records:
-        event = decode(record)
-        assert isinstance(event, DestinationEvent)
-        view = evolve_dest(view, event, Stamp.of(record))
+    """The destination as it was at ``position``; 404 if it did not exist then."""
+    stream = destination_stream(destination_id)
+    view = await _as_of(store, stream, position, evolve_destination)
     if view is None or view.deleted:
         raise NotFound(f"destination {destination_id} did not exist at position {position}")
     return view
